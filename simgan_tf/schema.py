@@ -1,0 +1,338 @@
+"""The one TFRecord schema of simgan-tf, shared by every writer and the reader.
+
+A *data folder* holds one sub-folder per split (`synthetic/`, `real/`, optionally
+`real_test/` and any other name such as `refined/`), each with TFRecord shards
+(`*.tfrecord`, or gzip-compressed `*.tfrecord.gz`), plus `dataset.json` describing them.
+
+Every record is a `tf.train.Example` with these features:
+
+| feature            | type          | meaning                                                 |
+|--------------------|---------------|---------------------------------------------------------|
+| `image/encoded`    | bytes         | PNG, 8-bit (eyes) or 16-bit (depth)                     |
+| `image/height`     | int64         | rows                                                    |
+| `image/width`      | int64         | columns                                                 |
+| `image/channels`   | int64         | 1 (grayscale, depth) or 3                               |
+| `sample/key`       | bytes         | stable unique id of the sample                          |
+| `sample/domain`    | bytes         | `synthetic` or `real`                                   |
+| `label/gaze`       | float x 2     | [pitch, yaw] in radians (MPIIGaze convention)           |
+| `label/joints_uvd` | float x J*3   | joints, flattened [J, 3] (u, v in pixels, d)            |
+| `label/<name>`     | float x n     | any other label (e.g. `label/head_pose`)                |
+
+Labels are stored when known; a split's `dataset.json` entry lists which. Fields may be
+added, never renamed. `SCHEMA_VERSION` changes only when an existing field changes
+meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tempfile
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image
+
+SCHEMA_VERSION = 1
+DATASET_INFO_FILE = "dataset.json"
+
+IMAGE_ENCODED = "image/encoded"
+IMAGE_HEIGHT = "image/height"
+IMAGE_WIDTH = "image/width"
+IMAGE_CHANNELS = "image/channels"
+SAMPLE_KEY = "sample/key"
+SAMPLE_DOMAIN = "sample/domain"
+LABEL_PREFIX = "label/"
+LABEL_GAZE = "label/gaze"
+LABEL_JOINTS_UVD = "label/joints_uvd"
+
+DOMAINS = ("synthetic", "real")
+IMAGE_DTYPES = ("uint8", "uint16")
+COMPRESSIONS = (None, "GZIP")
+SHARD_SUFFIXES = {None: ".tfrecord", "GZIP": ".tfrecord.gz"}
+
+# Label fields with a fixed length. Other `label/*` fields have the length their
+# writer records in dataset.json (`label_fields`).
+FIXED_LABEL_LENGTHS = {LABEL_GAZE: 2, "label/head_pose": 2}
+
+
+def _bytes_feature(value: bytes):
+    import tensorflow as tf
+
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int):
+    import tensorflow as tf
+
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def _float_feature(values: np.ndarray):
+    import tensorflow as tf
+
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encodes an image as PNG bytes.
+
+    Args:
+      image: `[height, width, channels]` array, `uint8` (8-bit PNG) or `uint16`
+        (16-bit PNG, single channel only); channels 1 or 3.
+
+    Returns:
+      The PNG file bytes.
+
+    Raises:
+      ValueError: if the shape or dtype is not one of the above.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise ValueError(
+            "Expected an image of shape [height, width, 1 or 3]. "
+            f"Received: shape={image.shape}")
+    if image.dtype == np.uint8:
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    elif image.dtype == np.uint16:
+        if image.shape[-1] != 1:
+            raise ValueError(
+                "16-bit images must have 1 channel. "
+                f"Received: shape={image.shape}")
+        pil = Image.fromarray(np.ascontiguousarray(image[..., 0]).astype("<u2"))
+    else:
+        raise ValueError(
+            f"Expected a uint8 or uint16 image. Received: dtype={image.dtype}")
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def decode_png_numpy(data: bytes, dtype: str = "uint8") -> np.ndarray:
+    """Decodes PNG bytes to a `[height, width, channels]` array (for tools and tests)."""
+    with Image.open(io.BytesIO(data)) as pil:
+        array = np.asarray(pil)
+    array = array.astype(dtype, copy=False)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def encode_example(image: np.ndarray, *, key: str, domain: str,
+                   labels: Mapping[str, Any] | None = None) -> bytes:
+    """Builds one serialized `tf.train.Example` in the simgan-tf schema.
+
+    Args:
+      image: `[height, width, channels]` uint8 or uint16 array.
+      key: stable unique id of the sample (for example its source file name).
+      domain: `"synthetic"` or `"real"`.
+      labels: mapping from label feature name (`"label/gaze"`, ...) to float values;
+        they are flattened. Values must be finite.
+
+    Returns:
+      The serialized example.
+
+    Raises:
+      ValueError: on an unknown domain, a label name outside `label/`, a label of the
+        wrong length, or a non-finite label; the message names the key.
+    """
+    import tensorflow as tf
+
+    if domain not in DOMAINS:
+        raise ValueError(
+            f"Sample {key!r}: expected domain in {DOMAINS}. Received: domain={domain!r}")
+    if not key:
+        raise ValueError("Expected a non-empty sample key.")
+    image = np.asarray(image)
+    try:
+        encoded = encode_png(image)
+    except ValueError as e:
+        raise ValueError(f"Sample {key!r}: {e}") from None
+    feature = {
+        IMAGE_ENCODED: _bytes_feature(encoded),
+        IMAGE_HEIGHT: _int_feature(image.shape[0]),
+        IMAGE_WIDTH: _int_feature(image.shape[1]),
+        IMAGE_CHANNELS: _int_feature(image.shape[2]),
+        SAMPLE_KEY: _bytes_feature(key.encode("utf-8")),
+        SAMPLE_DOMAIN: _bytes_feature(domain.encode("utf-8")),
+    }
+    for name, value in (labels or {}).items():
+        if not name.startswith(LABEL_PREFIX):
+            raise ValueError(
+                f"Sample {key!r}: label names start with {LABEL_PREFIX!r}. "
+                f"Received: {name!r}")
+        value = np.asarray(value, dtype=np.float32).reshape(-1)
+        expected = FIXED_LABEL_LENGTHS.get(name)
+        if expected is not None and value.size != expected:
+            raise ValueError(
+                f"Sample {key!r}: {name} has {expected} values. "
+                f"Received: {value.size} values {value.tolist()}")
+        if name == LABEL_JOINTS_UVD and value.size % 3:
+            raise ValueError(
+                f"Sample {key!r}: {name} holds J x 3 values. Received: {value.size}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(
+                f"Sample {key!r}: {name} must be finite. Received: {value.tolist()}")
+        feature[name] = _float_feature(value)
+    return tf.train.Example(
+        features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def feature_spec(label_fields: Mapping[str, int] | None = None) -> dict:
+    """The `tf.io.parse_single_example` spec for records with the given labels.
+
+    Args:
+      label_fields: mapping from label feature name to its number of float values.
+
+    Returns:
+      A dict of `tf.io.FixedLenFeature` specs.
+    """
+    import tensorflow as tf
+
+    spec = {
+        IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
+        IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+        IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
+        IMAGE_CHANNELS: tf.io.FixedLenFeature([], tf.int64),
+        SAMPLE_KEY: tf.io.FixedLenFeature([], tf.string),
+        SAMPLE_DOMAIN: tf.io.FixedLenFeature([], tf.string),
+    }
+    for name, length in (label_fields or {}).items():
+        spec[name] = tf.io.FixedLenFeature([int(length)], tf.float32)
+    return spec
+
+
+@dataclasses.dataclass
+class SplitInfo:
+    """What `dataset.json` records about one split.
+
+    Attributes:
+      count: number of records.
+      domain: `synthetic` or `real`.
+      shards: list of `{"file": name, "count": n, "sha256": hex}` in read order.
+      label_fields: mapping from label feature name to its number of floats.
+      compression: `None` or `"GZIP"`.
+      source: free-form description of how the split was made.
+    """
+    count: int
+    domain: str
+    shards: list
+    label_fields: dict
+    compression: str | None = None
+    source: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+    """Contents of a data folder's `dataset.json`.
+
+    Attributes:
+      image_height, image_width, image_channels: shape of every image.
+      image_dtype: `uint8` or `uint16` (the PNG bit depth).
+      splits: mapping from split name to `SplitInfo`.
+      schema_version: `SCHEMA_VERSION` of the writer.
+    """
+    image_height: int
+    image_width: int
+    image_channels: int
+    image_dtype: str = "uint8"
+    splits: dict = dataclasses.field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        if self.image_dtype not in IMAGE_DTYPES:
+            raise ValueError(
+                f"Expected image_dtype in {IMAGE_DTYPES}. Received: {self.image_dtype!r}")
+        if self.image_channels not in (1, 3):
+            raise ValueError(
+                f"Expected image_channels 1 or 3. Received: {self.image_channels}")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_height, self.image_width, self.image_channels)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, path: str = DATASET_INFO_FILE) -> "DatasetInfo":
+        try:
+            version = data["schema_version"]
+            if version > SCHEMA_VERSION:
+                raise ValueError(
+                    f"{path}: written with schema version {version}, newer than this "
+                    f"simgan-tf ({SCHEMA_VERSION}); upgrade simgan-tf.")
+            splits = {name: SplitInfo(**split) for name, split in data["splits"].items()}
+            return cls(image_height=int(data["image_height"]),
+                       image_width=int(data["image_width"]),
+                       image_channels=int(data["image_channels"]),
+                       image_dtype=data.get("image_dtype", "uint8"),
+                       splits=splits, schema_version=version)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path}: malformed dataset.json ({e!r}).") from None
+
+
+def dataset_info_path(data_dir: str) -> str:
+    return os.path.join(data_dir, DATASET_INFO_FILE)
+
+
+def read_dataset_info(data_dir: str) -> DatasetInfo:
+    """Reads `<data_dir>/dataset.json`.
+
+    Raises:
+      FileNotFoundError: if the folder or its `dataset.json` does not exist.
+      ValueError: if the file is not valid JSON or lacks fields.
+    """
+    path = dataset_info_path(data_dir)
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"Data folder does not exist: {data_dir}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} not found: a data folder needs a dataset.json (see README, "
+            "'TFRecord schema').")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e}).") from None
+    return DatasetInfo.from_json(data, path)
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Writes JSON to `path` through a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def update_dataset_info(data_dir: str, split: str, split_info: SplitInfo, *,
+                        image_shape: tuple[int, int, int], image_dtype: str) -> DatasetInfo:
+    """Adds or replaces one split in `<data_dir>/dataset.json`, keeping the others.
+
+    Raises:
+      ValueError: if the folder already holds splits of another image shape or dtype.
+    """
+    path = dataset_info_path(data_dir)
+    if os.path.exists(path):
+        info = read_dataset_info(data_dir)
+        if info.image_shape != tuple(image_shape) or info.image_dtype != image_dtype:
+            raise ValueError(
+                f"{path} describes {info.image_dtype} images of shape {info.image_shape}; "
+                f"cannot add split {split!r} of {image_dtype} images of shape "
+                f"{tuple(image_shape)}. Use another output folder.")
+    else:
+        height, width, channels = image_shape
+        info = DatasetInfo(image_height=height, image_width=width,
+                           image_channels=channels, image_dtype=image_dtype)
+    info.splits[split] = split_info
+    info.schema_version = SCHEMA_VERSION
+    write_json_atomic(path, info.to_json())
+    return info

@@ -1,0 +1,65 @@
+"""Test setup: quiet TensorFlow, two logical CPU devices, small data folders."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+# Two logical CPUs for the MirroredStrategy tests; must happen before TF starts devices.
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+from simgan_tf import schema  # noqa: E402
+from simgan_tf.writer import SplitWriter  # noqa: E402
+
+SHAPE = (35, 55, 1)
+
+
+def pattern_images(n, seed, shape=SHAPE):
+    """Smooth random blobs on a mid-gray background: `[n, H, W, C]` uint8 in ~[60, 200]."""
+    rng = np.random.default_rng(seed)
+    height, width, channels = shape
+    yy, xx = np.mgrid[0:height, 0:width]
+    cy = rng.uniform(8, height - 8, n)[:, None, None]
+    cx = rng.uniform(8, width - 8, n)[:, None, None]
+    radius = rng.uniform(4, 9, n)[:, None, None]
+    level = rng.uniform(50, 90, n)[:, None, None]
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius ** 2))
+    images = 170 - level * blob + 10 * np.sin(xx / 5.0)[None]
+    return np.repeat(np.clip(images, 0, 255)[..., None], channels, -1).astype(np.uint8)
+
+
+def write_split(data_dir, split, images, domain, *, gaze=None, compression=None,
+                shard_bytes=2**20):
+    labels = {schema.LABEL_GAZE: 2} if gaze is not None else {}
+    with SplitWriter(data_dir, split, domain=domain, image_shape=images.shape[1:],
+                     label_fields=labels, compression=compression,
+                     shard_bytes=shard_bytes) as writer:
+        for i, image in enumerate(images):
+            writer.write(schema.encode_example(
+                image, key=f"{split}/{i:05d}", domain=domain,
+                labels={schema.LABEL_GAZE: gaze[i]} if gaze is not None else None))
+
+
+def make_shifted_data(data_dir, n=256, shift=50, noise=8.0, seed=0):
+    """`synthetic` = pattern images; `real` = other pattern images `shift` darker + noise."""
+    rng = np.random.default_rng(seed + 100)
+    synthetic = pattern_images(n, seed)
+    real = pattern_images(n, seed + 1).astype(np.float32) - shift
+    real = np.clip(real + rng.normal(0, noise, real.shape), 0, 255).astype(np.uint8)
+    gaze = rng.uniform(-0.3, 0.3, (n, 2)).astype(np.float32)
+    write_split(data_dir, "synthetic", synthetic, "synthetic", gaze=gaze, shard_bytes=20_000)
+    write_split(data_dir, "real", real, "real", shard_bytes=20_000)
+    return synthetic, real
+
+
+@pytest.fixture(scope="session")
+def shifted_data_dir(tmp_path_factory):
+    """A data folder whose `real` split is the synthetic pattern family, darker + noise."""
+    data_dir = str(tmp_path_factory.mktemp("shifted_data"))
+    make_shifted_data(data_dir)
+    return data_dir
