@@ -1,0 +1,194 @@
+"""tf.data reader of the simgan-tf TFRecord schema.
+
+`read_split` yields parsed examples (image in [-1, 1], key, domain, labels) of one split;
+`training_dataset` zips the synthetic and real splits into the batches SimGAN trains on.
+
+Image scaling: 8-bit PNG pixels p in [0, 255] map to p / 127.5 - 1; 16-bit PNG pixels
+(depth, see `data_prep/README.md`) p in [0, 65535] map to p / 32767.5 - 1. Both are exactly
+invertible by `to_uint`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from simgan_tf import schema
+
+_MAX_VALUE = {"uint8": 255.0, "uint16": 65535.0}
+_TF_DTYPE = {"uint8": tf.uint8, "uint16": tf.uint16}
+
+
+def list_shards(split_dir: str) -> tuple[list[str], str | None]:
+    """Lists the TFRecord shards of one split folder, sorted by name.
+
+    Returns:
+      (paths, compression) with compression `None` or `"GZIP"`.
+
+    Raises:
+      FileNotFoundError: if the folder is missing or holds no shards.
+      ValueError: if it mixes compressed and uncompressed shards.
+    """
+    if not os.path.isdir(split_dir):
+        raise FileNotFoundError(f"Split folder does not exist: {split_dir}")
+    names = sorted(os.listdir(split_dir))
+    plain = [n for n in names if n.endswith(".tfrecord")]
+    gzip = [n for n in names if n.endswith(".tfrecord.gz")]
+    if plain and gzip:
+        raise ValueError(
+            f"{split_dir} mixes .tfrecord and .tfrecord.gz shards; convert it again with "
+            "one compression.")
+    if not plain and not gzip:
+        raise FileNotFoundError(
+            f"No *.tfrecord or *.tfrecord.gz shards in {split_dir} (found: {names[:5]}).")
+    chosen, compression = (plain, None) if plain else (gzip, "GZIP")
+    return [os.path.join(split_dir, n) for n in chosen], compression
+
+
+def scale_image(image: tf.Tensor, image_dtype: str = "uint8") -> tf.Tensor:
+    """Maps uint8/uint16 pixels to float32 in [-1, 1] (see the module docstring)."""
+    half = _MAX_VALUE[image_dtype] / 2.0
+    return tf.cast(image, tf.float32) / half - 1.0
+
+
+def to_uint(images: tf.Tensor, image_dtype: str = "uint8") -> tf.Tensor:
+    """Inverse of `scale_image`: float in [-1, 1] (clipped) to uint8/uint16 pixels."""
+    max_value = _MAX_VALUE[image_dtype]
+    pixels = tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * (max_value / 2.0))
+    return tf.cast(pixels, _TF_DTYPE[image_dtype])
+
+
+def make_parse_fn(info: schema.DatasetInfo, split: str):
+    """Returns a function from a serialized record to a dict of decoded features.
+
+    The dict holds `image` (float32 `[H, W, C]` in [-1, 1]), `key`, `domain` and every
+    label field of the split (float32 vectors). A record whose image does not decode to
+    the shape of `dataset.json` fails with an error naming the split and key.
+    """
+    split_info = info.splits[split]
+    spec = schema.feature_spec(split_info.label_fields)
+    height, width, channels = info.image_shape
+    dtype = info.image_dtype
+
+    def parse(serialized):
+        features = tf.io.parse_single_example(serialized, spec)
+        image = tf.io.decode_png(features[schema.IMAGE_ENCODED], channels=channels,
+                                 dtype=_TF_DTYPE[dtype])
+        shape = tf.shape(image)
+        ok = tf.reduce_all(tf.equal(shape[:2], [height, width]))
+        assertion = tf.debugging.Assert(ok, [
+            f"Split {split!r}: image of record", features[schema.SAMPLE_KEY],
+            "has shape", shape, f"but dataset.json says [{height}, {width}, {channels}]"])
+        with tf.control_dependencies([assertion]):
+            image = tf.ensure_shape(image, [height, width, channels])
+        out = {
+            "image": scale_image(image, dtype),
+            "key": features[schema.SAMPLE_KEY],
+            "domain": features[schema.SAMPLE_DOMAIN],
+        }
+        for name in split_info.label_fields:
+            out[name] = features[name]
+        return out
+
+    return parse
+
+
+def read_split(data_dir: str, split: str, *, info: schema.DatasetInfo | None = None,
+               shuffle: bool = False, repeat: bool = False, seed: int | None = None,
+               shuffle_buffer: int = 10_000, deterministic: bool = True,
+               input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Reads one split as a dataset of parsed, unbatched examples.
+
+    Files are listed, shuffled (when `shuffle`), sharded by `input_context` at file level,
+    interleaved in parallel, then records are shuffled, parsed and decoded. Parsing after
+    shuffling keeps the shuffle buffer small (it holds encoded records).
+
+    Args:
+      data_dir: data folder with `dataset.json`.
+      split: split folder name.
+      info: `dataset.json` contents (read when `None`).
+      shuffle: shuffle files and records.
+      repeat: repeat forever (re-shuffling each epoch).
+      seed: seed of both shuffles; with `deterministic` the order is a function of it.
+      shuffle_buffer: records in the record shuffle buffer.
+      deterministic: keep the interleave and map order deterministic.
+      input_context: from `strategy.distribute_datasets_from_function`; shards files
+        across input pipelines.
+
+    Returns:
+      A `tf.data.Dataset` of dicts (see `make_parse_fn`).
+
+    Raises:
+      FileNotFoundError, ValueError: missing folder or split, no shards, empty split.
+    """
+    info = info or schema.read_dataset_info(data_dir)
+    if split not in info.splits:
+        raise ValueError(
+            f"{schema.dataset_info_path(data_dir)} has no split {split!r}. "
+            f"Available: {sorted(info.splits)}.")
+    if info.splits[split].count == 0:
+        raise ValueError(f"Split {split!r} of {data_dir} is empty (dataset.json count 0).")
+    paths, compression = list_shards(os.path.join(data_dir, split))
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if shuffle:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        files = files.repeat()
+    # Without shuffling, records come in file order (shard by shard); with it, up to 8
+    # shards are read in parallel and interleaved record by record.
+    records = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=compression or ""),
+        cycle_length=min(len(paths), 8) if shuffle else 1, block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if shuffle:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return records.map(make_parse_fn(info, split), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=deterministic)
+
+
+def check_image_shape(info: schema.DatasetInfo, data_dir: str,
+                      image_shape: tuple[int, int, int]) -> None:
+    """Raises ValueError if the data folder's images are not what the networks expect."""
+    if tuple(info.image_shape) != tuple(image_shape):
+        raise ValueError(
+            f"{schema.dataset_info_path(data_dir)} holds images of shape "
+            f"{info.image_shape} but the config expects {tuple(image_shape)}; pick the "
+            "matching --dataset preset.")
+
+
+def training_dataset(data_dir: str, *, synthetic_split: str, real_split: str,
+                     batch_size: int, image_shape: tuple[int, int, int], seed: int,
+                     shuffle_buffer: int = 10_000, deterministic: bool = False,
+                     input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """The infinite dataset SimGAN trains on.
+
+    Each element is `{"synthetic": [b, H, W, C], "real": [b, H, W, C]}` float32 in
+    [-1, 1], where b is `batch_size`: the global batch when the dataset is given to
+    `keras.Model.fit` under a strategy (Keras splits it across replicas), or the
+    per-replica batch when built per input pipeline with `input_context`. Batches drop
+    the remainder so every step sees exactly b images of each domain.
+
+    The two splits are shuffled with different seeds derived from `seed`.
+    """
+    info = schema.read_dataset_info(data_dir)
+    check_image_shape(info, data_dir, image_shape)
+
+    def images(split, split_seed):
+        ds = read_split(data_dir, split, info=info, shuffle=True, repeat=True,
+                        seed=split_seed, shuffle_buffer=shuffle_buffer,
+                        deterministic=deterministic, input_context=input_context)
+        return ds.map(lambda e: e["image"]).batch(batch_size, drop_remainder=True)
+
+    dataset = tf.data.Dataset.zip({
+        "synthetic": images(synthetic_split, seed),
+        "real": images(real_split, seed + 1),
+    })
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    dataset = dataset.with_options(options)
+    return dataset.prefetch(tf.data.AUTOTUNE)

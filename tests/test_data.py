@@ -1,0 +1,100 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from simgan_tf import data, schema
+from conftest import pattern_images, write_split
+
+
+@pytest.fixture
+def folder(tmp_path):
+    images = pattern_images(40, seed=3)
+    gaze = np.stack([np.arange(40) / 100, -np.arange(40) / 100], 1).astype(np.float32)
+    write_split(str(tmp_path), "synthetic", images, "synthetic", gaze=gaze, shard_bytes=10_000)
+    write_split(str(tmp_path), "real", pattern_images(30, seed=4), "real", shard_bytes=10_000,
+                compression="GZIP")
+    return str(tmp_path), images, gaze
+
+
+def test_read_split_decodes_scales_and_keeps_labels(folder):
+    data_dir, images, gaze = folder
+    examples = list(data.read_split(data_dir, "synthetic").as_numpy_iterator())
+    assert len(examples) == 40
+    assert len(os.listdir(os.path.join(data_dir, "synthetic"))) > 1
+    for i, e in enumerate(examples):
+        assert e["key"] == f"synthetic/{i:05d}".encode()
+        assert e["domain"] == b"synthetic"
+        np.testing.assert_allclose(e["image"], images[i] / 127.5 - 1.0, atol=1e-6)
+        np.testing.assert_allclose(e[schema.LABEL_GAZE], gaze[i])
+        assert e["image"].dtype == np.float32 and e["image"].shape == (35, 55, 1)
+    values = np.stack([e["image"] for e in examples])
+    assert values.min() >= -1.0 and values.max() <= 1.0
+
+
+def test_scale_and_to_uint_are_inverse():
+    pixels8 = tf.constant([0, 1, 127, 128, 254, 255], tf.uint8)
+    np.testing.assert_allclose(data.scale_image(pixels8).numpy()[[0, -1]], [-1.0, 1.0])
+    np.testing.assert_array_equal(data.to_uint(data.scale_image(pixels8)).numpy(), pixels8)
+    pixels16 = tf.constant([0, 2001, 65535], tf.uint16)
+    np.testing.assert_array_equal(
+        data.to_uint(data.scale_image(pixels16, "uint16"), "uint16").numpy(), pixels16)
+    np.testing.assert_array_equal(data.to_uint(tf.constant([-3.0, 3.0])).numpy(), [0, 255])
+
+
+def test_training_dataset_batches_both_domains_deterministically(folder):
+    data_dir, _, _ = folder
+
+    def first_batches(seed):
+        ds = data.training_dataset(data_dir, synthetic_split="synthetic", real_split="real",
+                                   batch_size=8, image_shape=(35, 55, 1), seed=seed,
+                                   shuffle_buffer=64, deterministic=True)
+        return [b for b, _ in zip(ds.as_numpy_iterator(), range(12))]
+
+    a, b, c = first_batches(1), first_batches(1), first_batches(2)
+    assert a[0]["synthetic"].shape == (8, 35, 55, 1) and a[0]["real"].shape == (8, 35, 55, 1)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["synthetic"], y["synthetic"])
+        np.testing.assert_array_equal(x["real"], y["real"])
+    assert any(not np.array_equal(x["synthetic"], z["synthetic"]) for x, z in zip(a, c))
+    # 12 batches of 8 from 40 images: the dataset repeats, every image is seen.
+    seen = np.concatenate([x["synthetic"] for x in a]).reshape(96, -1)
+    assert len(np.unique(seen, axis=0)) == 40
+
+
+def test_training_dataset_under_mirrored_strategy_splits_the_global_batch(folder):
+    data_dir, _, _ = folder
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    ds = data.training_dataset(data_dir, synthetic_split="synthetic", real_split="real",
+                               batch_size=8, image_shape=(35, 55, 1), seed=0, shuffle_buffer=8)
+    batch = next(iter(strategy.experimental_distribute_dataset(ds)))
+    local = strategy.experimental_local_results(batch["synthetic"])
+    assert [t.shape[0] for t in local] == [4, 4]
+
+
+def test_errors_name_what_is_wrong(folder, tmp_path):
+    data_dir, _, _ = folder
+    with pytest.raises(ValueError, match="no split 'real_test'"):
+        data.read_split(data_dir, "real_test")
+    with pytest.raises(ValueError, match=r"shape \(35, 55, 1\).*\(224, 224, 1\)"):
+        data.training_dataset(data_dir, synthetic_split="synthetic", real_split="real",
+                              batch_size=2, image_shape=(224, 224, 1), seed=0)
+    empty = tmp_path / "empty_split"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="No \\*.tfrecord"):
+        data.list_shards(str(empty))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.read_split(str(tmp_path / "nowhere"), "synthetic")
+
+
+def test_image_of_wrong_size_fails_naming_the_record(tmp_path):
+    write_split(str(tmp_path), "synthetic", pattern_images(3, seed=0), "synthetic")
+    # A record whose PNG is 20x30 in a folder that says 35x55.
+    bad = schema.encode_example(np.zeros((20, 30, 1), np.uint8), key="bad-record",
+                                domain="synthetic")
+    shard = os.path.join(str(tmp_path), "synthetic", "synthetic-00001.tfrecord")
+    with tf.io.TFRecordWriter(shard) as w:
+        w.write(bad)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad-record"):
+        list(data.read_split(str(tmp_path), "synthetic").as_numpy_iterator())
