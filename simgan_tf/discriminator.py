@@ -1,0 +1,57 @@
+"""The local discriminator D: a fully convolutional classifier of image patches.
+
+Paper (Shrivastava et al. 2017, Sec. 2.2 and Appendix A), gaze: conv3x3/2 96,
+conv3x3/2 64, maxpool3x3/1, conv3x3 32, conv1x1 32, conv1x1 2; hand: conv7x7/4 96,
+conv5x5/2 64, maxpool3x3/2, conv3x3/2 32, conv1x1 32, conv1x1 2. Every convolution but the
+last is followed by a ReLU; the last is **linear**: its two outputs per spatial position
+are the logits of that patch being refined (class 0) or real (class 1). The output is a
+`[batch, h, w, 2]` map; each position sees one receptive field ("patch") of the input.
+Padding is `same` (for the gaze network at 35x55 the map is 9x14 = 126 patches).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from simgan_tf import config as config_lib
+
+REFINED = 0
+REAL = 1
+
+
+def build_discriminator(image_shape: tuple[int, int, int],
+                        config: config_lib.DiscriminatorConfig = config_lib.DiscriminatorConfig(),
+                        name: str = "discriminator") -> keras.Model:
+    """Builds the discriminator.
+
+    Args:
+      image_shape: `(H, W, C)` of the images.
+      config: the layer stack; must end with a 2-filter conv.
+      name: model name.
+
+    Returns:
+      A `keras.Model` from `[batch, H, W, C]` images in [-1, 1] to float32 logits
+      `[batch, h, w, 2]` (class 0 refined, class 1 real). Create it inside the strategy
+      scope.
+    """
+    layers = config.layers
+    if not layers or layers[-1].kind != "conv" or layers[-1].filters != 2:
+        raise ValueError(
+            "Expected the last discriminator layer to be a conv with 2 filters (per-patch "
+            f"logits). Received: {layers[-1] if layers else None}")
+    inputs = keras.Input(shape=image_shape, name="images")
+    x = inputs
+    for i, spec in enumerate(layers):
+        last = i == len(layers) - 1
+        if spec.kind == "conv":
+            x = keras.layers.Conv2D(
+                spec.filters, spec.kernel_size, strides=spec.strides, padding="same",
+                activation=None if last else "relu",
+                dtype="float32" if last else None,
+                name="logits" if last else f"conv{i + 1}")(x)
+        elif spec.kind == "maxpool":
+            x = keras.layers.MaxPooling2D(spec.kernel_size, strides=spec.strides,
+                                          padding="same", name=f"pool{i + 1}")(x)
+        else:
+            raise ValueError(f"Expected layer kind 'conv' or 'maxpool'. Received: {spec}")
+    return keras.Model(inputs, x, name=name)

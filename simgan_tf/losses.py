@@ -1,0 +1,113 @@
+"""SimGAN's losses as pure functions (Shrivastava et al., CVPR 2017, Eqs. 1-4).
+
+Reductions, stated once for all of them:
+  * over patches: the local adversarial loss **sums** the cross-entropy of the
+    discriminator's w x h patches (paper, Sec. 2.2: "the sum of the cross-entropy losses
+    over the local patches");
+  * over pixels: the self-regularization loss **sums** |psi(R(x)) - psi(x)| over pixels
+    and channels (the L1 norm of Eq. 4);
+  * over the batch: each function returns one value **per example**, shape `[batch]`;
+  * over replicas: `average_over_global_batch` divides the per-example sum of a replica
+    by the global batch size, so that summing gradients across replicas (what the
+    optimizer's all-reduce does) gives the gradient of the mean over the global batch.
+    On one replica it is the plain batch mean.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+from simgan_tf.discriminator import REAL, REFINED
+
+
+def local_adversarial_loss(logits: tf.Tensor, target: int) -> tf.Tensor:
+    """Cross-entropy of every patch against one class, summed over patches.
+
+    loss_i = sum_{patches j} -log softmax(logits_ij)[target]
+
+    With `target=REAL` on refined images this is the refiner's realism loss
+    l_real(theta) = -sum_j log(1 - D_j(R(x_i))) of Eq. 3 (where D_j is the probability of
+    "refined"); with `target=REFINED` / `REAL` it is the discriminator's Eq. 2.
+
+    Args:
+      logits: `[batch, h, w, 2]` per-patch logits (class 0 refined, class 1 real).
+      target: `REFINED` (0) or `REAL` (1).
+
+    Returns:
+      `[batch]` float32, the sum over the h x w patches of each example.
+    """
+    if target not in (REFINED, REAL):
+        raise ValueError(f"Expected target {REFINED} or {REAL}. Received: {target}")
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.fill(tf.shape(logits)[:-1], target)
+    per_patch = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_sum(per_patch, axis=[1, 2])
+
+
+def self_regularization_loss(refined: tf.Tensor, synthetic: tf.Tensor,
+                             feature_transform: Callable[[tf.Tensor], tf.Tensor] | None = None
+                             ) -> tf.Tensor:
+    """L1 distance between the refined and synthetic images in a feature space.
+
+    loss_i = || psi(R(x_i)) - psi(x_i) ||_1 (Eq. 4), psi the identity by default.
+
+    Args:
+      refined: `[batch, H, W, C]` refined images R(x).
+      synthetic: `[batch, H, W, C]` synthetic images x.
+      feature_transform: psi, any function of a `[batch, ...]` image batch (e.g. a mean
+        of color channels or a feature extractor); identity when `None`.
+
+    Returns:
+      `[batch]` float32, the sum over pixels (and channels) of each example, unweighted:
+      the caller multiplies by lambda.
+    """
+    psi = feature_transform or (lambda x: x)
+    difference = tf.cast(psi(refined), tf.float32) - tf.cast(psi(synthetic), tf.float32)
+    return tf.reduce_sum(tf.abs(tf.reshape(difference, [tf.shape(difference)[0], -1])), axis=1)
+
+
+def refiner_loss(refined_logits: tf.Tensor, refined: tf.Tensor, synthetic: tf.Tensor,
+                 reg_weight: float,
+                 feature_transform: Callable[[tf.Tensor], tf.Tensor] | None = None
+                 ) -> tuple[tf.Tensor, tf.Tensor]:
+    """The refiner's per-example losses of Eq. 4, split in its two terms.
+
+    Returns:
+      `(adversarial, regularization)`, each `[batch]`: the local adversarial loss of the
+      refined images against class REAL, and lambda times the self-regularization loss.
+      Their sum is the refiner's loss.
+    """
+    adversarial = local_adversarial_loss(refined_logits, REAL)
+    regularization = reg_weight * self_regularization_loss(refined, synthetic, feature_transform)
+    return adversarial, regularization
+
+
+def discriminator_loss(refined_logits: tf.Tensor, real_logits: tf.Tensor) -> tf.Tensor:
+    """The discriminator's per-example loss of Eq. 2.
+
+    loss_i = sum_j -log D_j(refined_i) + sum_j -log(1 - D_j(real_i)), i.e. the local
+    adversarial loss of refined images against REFINED plus that of real images against
+    REAL. Example i of each batch forms pair i, so both batches must have the same size.
+
+    Returns:
+      `[batch]` float32.
+    """
+    return (local_adversarial_loss(refined_logits, REFINED)
+            + local_adversarial_loss(real_logits, REAL))
+
+
+def average_over_global_batch(per_example_loss: tf.Tensor, global_batch_size: int) -> tf.Tensor:
+    """Sum of a replica's per-example losses divided by the global batch size.
+
+    Runs on each replica. Summing the resulting gradients over replicas gives the
+    gradient of the mean loss over the global batch.
+    """
+    return tf.nn.compute_average_loss(per_example_loss, global_batch_size=global_batch_size)
+
+
+def patch_accuracy(logits: tf.Tensor, target: int) -> tf.Tensor:
+    """Fraction of patches classified as `target`, per example (`[batch]` in [0, 1])."""
+    predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.reduce_mean(tf.cast(tf.equal(predicted, target), tf.float32), axis=[1, 2])
