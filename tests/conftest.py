@@ -63,3 +63,18 @@ def shifted_data_dir(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("shifted_data"))
     make_shifted_data(data_dir)
     return data_dir
+
+
+_MIRRORED = []
+
+
+@pytest.fixture
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs, shared by all tests.
+
+    Several MirroredStrategy objects in one process reuse collective instance keys and
+    their all-reduces collide, so tests share this one.
+    """
+    if not _MIRRORED:
+        _MIRRORED.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    return _MIRRORED[0]

@@ -63,9 +63,10 @@ def test_training_dataset_batches_both_domains_deterministically(folder):
     assert len(np.unique(seen, axis=0)) == 40
 
 
-def test_training_dataset_under_mirrored_strategy_splits_the_global_batch(folder):
+def test_training_dataset_under_mirrored_strategy_splits_the_global_batch(folder,
+                                                                         mirrored_strategy):
     data_dir, _, _ = folder
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy
     ds = data.training_dataset(data_dir, synthetic_split="synthetic", real_split="real",
                                batch_size=8, image_shape=(35, 55, 1), seed=0, shuffle_buffer=8)
     batch = next(iter(strategy.experimental_distribute_dataset(ds)))

@@ -83,8 +83,8 @@ def test_checkpoint_round_trip(tmp_path):
     np.testing.assert_array_equal(restored.images.numpy(), buffer.images.numpy())
 
 
-def test_mirrored_update_gathers_all_replicas_and_stays_identical():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_update_gathers_all_replicas_and_stays_identical(mirrored_strategy):
+    strategy = mirrored_strategy
     with strategy.scope():
         buffer = HistoryBuffer(8, SHAPE)
 

@@ -1,0 +1,215 @@
+"""The SimGAN `keras.Model`: refiner, discriminator and history buffer trained by Algorithm 1.
+
+Algorithm 1 of Shrivastava et al. (2017), with the schedule of `schedule.Schedule`:
+
+    pretrain R on the self-regularization loss          (Phase.PRETRAIN_REFINER)
+    pretrain D on fresh and history refined images      (Phase.PRETRAIN_DISCRIMINATOR)
+    for each iteration:
+        K_g times: update R on adversarial + lambda * L1  (Phase.REFINER)
+        K_d times: update D                               (Phase.DISCRIMINATOR)
+
+Each `train_step` performs one update and advances `step_counter`; its phase follows the
+counter, which is saved in checkpoints. Each update draws its own mini-batch, as in the
+paper: the dataset yields `{"synthetic": [b, H, W, C], "real": [b, H, W, C]}` per step.
+
+Why one compiled function per phase: under a distribution strategy, the optimizer's
+cross-replica gradient sum cannot sit inside a `tf.cond`, so the phase is chosen in Python
+(`make_train_function`) and each phase has its own `tf.function`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import tensorflow as tf
+
+from simgan_tf import losses
+from simgan_tf.discriminator import REAL, REFINED
+from simgan_tf.history import HistoryBuffer
+from simgan_tf.schedule import Phase, Schedule
+
+METRIC_NAMES = (
+    "refiner_adv_loss",      # local adversarial loss of refined images, per image
+    "refiner_reg_loss",      # lambda * ||R(x) - x||_1, per image
+    "refiner_l1_per_pixel",  # mean |R(x) - x| per pixel, in [-1, 1] image units
+    "disc_loss",             # discriminator loss (refined + real terms), per image pair
+    "disc_acc_real",         # fraction of real patches classified real
+    "disc_acc_refined",      # fraction of refined patches (fresh + history) classified refined
+)
+
+# The metrics each phase updates (the others keep their values).
+PHASE_METRICS = {
+    Phase.PRETRAIN_REFINER: ("refiner_reg_loss", "refiner_l1_per_pixel"),
+    Phase.REFINER: ("refiner_adv_loss", "refiner_reg_loss", "refiner_l1_per_pixel"),
+    Phase.PRETRAIN_DISCRIMINATOR: ("disc_loss", "disc_acc_real", "disc_acc_refined"),
+    Phase.DISCRIMINATOR: ("disc_loss", "disc_acc_real", "disc_acc_refined"),
+}
+
+
+class SimGAN(keras.Model):
+    """SimGAN: a refiner trained against a local discriminator with a history buffer.
+
+    Create it, and call `compile`, inside the strategy scope.
+
+    Args:
+      refiner: `keras.Model` from `[b, H, W, C]` images in [-1, 1] to refined images.
+      discriminator: `keras.Model` from images to `[b, h, w, 2]` linear logits.
+      history: the `HistoryBuffer` (size 0 for none).
+      schedule: Algorithm 1's `Schedule`.
+      reg_weight: lambda, weight of the self-regularization loss (>= 0).
+      seed: seed of the history buffer's stateless random draws.
+      feature_transform: psi of the self-regularization loss (identity when `None`).
+
+    Call arguments:
+      images: `[b, H, W, C]` synthetic images; returns the refined images.
+    """
+
+    def __init__(self, refiner: keras.Model, discriminator: keras.Model,
+                 history: HistoryBuffer, *, schedule: Schedule, reg_weight: float,
+                 seed: int = 0, feature_transform=None, name: str = "simgan", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if reg_weight < 0:
+            raise ValueError(f"Expected reg_weight (lambda) >= 0. Received: {reg_weight}")
+        self.refiner = refiner
+        self.discriminator = discriminator
+        self.history_buffer = history
+        self.schedule = schedule
+        self.reg_weight = float(reg_weight)
+        self.seed = int(seed)
+        self.feature_transform = feature_transform
+        self.step_counter = tf.Variable(
+            tf.constant(0, tf.int64), trainable=False, name="step_counter",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.refiner_optimizer = None
+        self.discriminator_optimizer = None
+
+    def call(self, images, training=False):
+        return self.refiner(images, training=training)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compile(self, refiner_optimizer: keras.optimizers.Optimizer,
+                discriminator_optimizer: keras.optimizers.Optimizer, **kwargs):
+        """Sets one optimizer per network and creates their variables (in scope)."""
+        super().compile(**kwargs)
+        self.refiner_optimizer = refiner_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        refiner_optimizer.build(self.refiner.trainable_variables)
+        discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    @property
+    def step(self) -> int:
+        """Updates done so far (reads the step counter; not inside `tf.function`)."""
+        return int(self.step_counter.numpy())
+
+    # --- Algorithm 1 ---------------------------------------------------------------------
+
+    def train_step(self, data, phase: Phase | None = None):
+        """One update of Algorithm 1. Runs on each replica.
+
+        Args:
+          data: `{"synthetic": [b, H, W, C], "real": [b, H, W, C]}` in [-1, 1], b the
+            per-replica batch (even).
+          phase: the update to perform, a Python constant when traced; `None` reads the
+            step counter, which works only eagerly.
+
+        Returns:
+          Dict of the running means of `METRIC_NAMES`.
+        """
+        if phase is None:
+            phase = self.schedule.phase(self.step)
+        synthetic, real = data["synthetic"], data["real"]
+        if phase == Phase.PRETRAIN_REFINER:
+            self._refiner_update(synthetic, adversarial=False)
+        elif phase == Phase.REFINER:
+            self._refiner_update(synthetic, adversarial=True)
+        else:
+            self._discriminator_update(synthetic, real)
+        self.step_counter.assign_add(1)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _global_batch_size(self, images):
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        return tf.shape(images)[0] * replicas
+
+    def _refiner_update(self, synthetic, adversarial: bool):
+        """Refiner update on lambda * L1 (+ the local adversarial loss if `adversarial`)."""
+        variables = self.refiner.trainable_variables
+        with tf.GradientTape() as tape:
+            refined = self.refiner(synthetic, training=True)
+            regularization = self.reg_weight * losses.self_regularization_loss(
+                refined, synthetic, self.feature_transform)
+            if adversarial:
+                logits = self.discriminator(refined, training=False)
+                adversarial_loss = losses.local_adversarial_loss(logits, REAL)
+            else:
+                adversarial_loss = tf.zeros_like(regularization)
+            loss = losses.average_over_global_batch(
+                adversarial_loss + regularization, self._global_batch_size(synthetic))
+        gradients = tape.gradient(loss, variables)
+        self.refiner_optimizer.apply_gradients(zip(gradients, variables))
+        if adversarial:
+            self.trackers["refiner_adv_loss"].update_state(adversarial_loss)
+        self.trackers["refiner_reg_loss"].update_state(regularization)
+        self.trackers["refiner_l1_per_pixel"].update_state(
+            tf.reduce_mean(tf.abs(tf.cast(refined, tf.float32) - synthetic), axis=[1, 2, 3]))
+
+    def _discriminator_update(self, synthetic, real):
+        """Discriminator update on b/2 fresh + b/2 history refined images vs b real."""
+        context = tf.distribute.get_replica_context()
+        step = self.step_counter.read_value()
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+        sample_seed = tf.stack([tf.constant(self.seed, tf.int64),
+                                step * context.num_replicas_in_sync + replica])
+        write_seed = tf.stack([tf.constant(self.seed + 1, tf.int64), step])
+        refined = tf.cast(self.refiner(synthetic, training=False), tf.float32)
+        mixed = self.history_buffer.mix(refined, sample_seed)
+        variables = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            refined_logits = self.discriminator(mixed, training=True)
+            real_logits = self.discriminator(real, training=True)
+            per_example = losses.discriminator_loss(refined_logits, real_logits)
+            loss = losses.average_over_global_batch(per_example, self._global_batch_size(real))
+        gradients = tape.gradient(loss, variables)
+        self.discriminator_optimizer.apply_gradients(zip(gradients, variables))
+        self.history_buffer.update(refined[: tf.shape(refined)[0] // 2], write_seed)
+        self.trackers["disc_loss"].update_state(per_example)
+        self.trackers["disc_acc_real"].update_state(losses.patch_accuracy(real_logits, REAL))
+        self.trackers["disc_acc_refined"].update_state(
+            losses.patch_accuracy(refined_logits, REFINED))
+
+    # --- Keras integration ---------------------------------------------------------------
+
+    def make_train_function(self, force=False):
+        """Builds one compiled step per phase and a dispatcher choosing by step counter."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        strategy = self.distribute_strategy
+
+        def build(phase):
+            step_fn = functools.partial(self.train_step, phase=phase)
+
+            def one_step(iterator):
+                strategy.run(step_fn, args=(next(iterator),))
+                # Read the metrics in cross-replica context (aggregated over replicas);
+                # only this phase's, so the progress bar keeps the others' last values.
+                return {name: self.trackers[name].result() for name in PHASE_METRICS[phase]}
+
+            return one_step if self.run_eagerly else tf.function(one_step)
+
+        functions = {phase: build(phase) for phase in Phase}
+
+        def train_function(iterator):
+            return functions[self.schedule.phase(self.step)](iterator)
+
+        self.train_function = train_function
+        return train_function
+
+    def reset_trackers(self, names=None):
+        """Resets the running means (all, or the named ones)."""
+        for name in names or self.trackers:
+            self.trackers[name].reset_state()
