@@ -1,0 +1,205 @@
+"""Keras callbacks of a SimGAN run: TensorBoard summaries, checkpoints, phase log.
+
+Side effects live here, not in `train_step`: the callbacks run on the host between steps
+and read the model's step counter, so a resumed run continues its curves and checkpoint
+numbers where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+import tensorflow as tf
+from absl import logging
+
+from simgan_tf.model import PHASE_METRICS
+
+SCALAR_TAGS = {
+    "refiner_adv_loss": "refiner/adversarial_loss",
+    "refiner_reg_loss": "refiner/regularization_loss",
+    "refiner_l1_per_pixel": "refiner/l1_per_pixel",
+    "disc_loss": "discriminator/loss",
+    "disc_acc_real": "discriminator/accuracy_real",
+    "disc_acc_refined": "discriminator/accuracy_refined",
+}
+PHASE_TAG = "schedule/phase"
+ITERATION_TAG = "schedule/iteration"
+REFINED_IMAGES_TAG = "images/synthetic_refined_difference"
+REAL_IMAGES_TAG = "images/real"
+
+
+
+def to_display(images: np.ndarray) -> np.ndarray:
+    """Maps `[n, H, W, C]` images in [-1, 1] to [0, 1] for display."""
+    return np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def comparison_grid(synthetic: np.ndarray, refined: np.ndarray) -> np.ndarray:
+    """One image of rows `synthetic | refined | |refined - synthetic|`.
+
+    Args:
+      synthetic, refined: `[n, H, W, C]` in [-1, 1].
+
+    Returns:
+      `[1, n * (H + 1), 3 * (W + 1), C]` float32 in [0, 1]. The difference column is
+      scaled so that the largest difference in the grid is white (its maximum, in
+      [-1, 1] units, is written in the summary's description).
+    """
+    synthetic = np.asarray(synthetic, np.float32)
+    refined = np.asarray(refined, np.float32)
+    difference = np.abs(refined - synthetic)
+    scale = max(float(difference.max()), 1e-6)
+    columns = [to_display(synthetic), to_display(refined), difference / scale]
+    n, height, width, channels = synthetic.shape
+    grid = np.ones([n * (height + 1), 3 * (width + 1), channels], np.float32)
+    for row in range(n):
+        for col, images in enumerate(columns):
+            grid[row * (height + 1): row * (height + 1) + height,
+                 col * (width + 1): col * (width + 1) + width] = images[row]
+    return grid[None]
+
+
+def image_row_grid(images: np.ndarray, per_row: int = 8) -> np.ndarray:
+    """Tiles `[n, H, W, C]` images in [-1, 1] into `[1, rows*(H+1), per_row*(W+1), C]`."""
+    images = to_display(images)
+    n, height, width, channels = images.shape
+    rows = -(-n // per_row)
+    grid = np.ones([rows * (height + 1), per_row * (width + 1), channels], np.float32)
+    for i in range(n):
+        r, c = divmod(i, per_row)
+        grid[r * (height + 1): r * (height + 1) + height,
+             c * (width + 1): c * (width + 1) + width] = images[i]
+    return grid[None]
+
+
+class SummaryCallback(keras.callbacks.Callback):
+    """Writes TensorBoard scalars and image grids, keyed by the model's step counter.
+
+    Every `log_every` steps it writes the running means of the metrics the phases since
+    the last write updated, the phase and the Algorithm 1 iteration, then resets those
+    means (so each point averages one interval and the progress bar shows recent values).
+    Every `image_every` steps (and at the end) it refines a fixed batch of synthetic
+    images and writes `synthetic | refined | |refined - synthetic|`; at the start it
+    writes a grid of real images.
+
+    Args:
+      log_dir: TensorBoard folder (event files go to `<log_dir>/train`).
+      synthetic_samples: `[n, H, W, C]` fixed synthetic images in [-1, 1].
+      real_samples: `[m, H, W, C]` real images in [-1, 1].
+      log_every, image_every: intervals in steps.
+    """
+
+    def __init__(self, log_dir: str, synthetic_samples: np.ndarray, real_samples: np.ndarray,
+                 log_every: int, image_every: int):
+        super().__init__()
+        self.log_dir = log_dir
+        self.synthetic_samples = np.asarray(synthetic_samples, np.float32)
+        self.real_samples = np.asarray(real_samples, np.float32)
+        self.log_every = log_every
+        self.image_every = image_every
+        self._writer = None
+        self._updated = set()
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(f"{self.log_dir}/train")
+        with self._writer.as_default(step=self.model.step):
+            tf.summary.image(REAL_IMAGES_TAG, image_row_grid(self.real_samples),
+                             description="Real images the discriminator sees.")
+        self._write_images(self.model.step)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.model.step
+        self._updated.update(PHASE_METRICS[self.model.schedule.phase(step)])
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.model.step
+        if step % self.log_every == 0:
+            self._write_scalars(step, logs or {})
+        if step % self.image_every == 0:
+            self._write_images(step)
+
+    def on_train_end(self, logs=None):
+        step = self.model.step
+        if step % self.image_every:
+            self._write_images(step)
+        if self._updated:
+            self._write_scalars(step, {n: t.result() for n, t in self.model.trackers.items()})
+        self._writer.flush()
+
+    def _write_scalars(self, step, logs):
+        schedule = self.model.schedule
+        with self._writer.as_default(step=step):
+            for name in sorted(self._updated):
+                if name in logs:
+                    tf.summary.scalar(SCALAR_TAGS[name], float(logs[name]))
+            tf.summary.scalar(PHASE_TAG, int(schedule.phase(max(step - 1, 0))),
+                              description="0 pretrain R, 1 pretrain D, 2 R update, 3 D update")
+            tf.summary.scalar(ITERATION_TAG, schedule.iteration(step))
+        self.model.reset_trackers(self._updated)
+        self._updated = set()
+        self._writer.flush()
+
+    def _write_images(self, step):
+        refined = self.model.refiner(self.synthetic_samples, training=False)
+        refined = keras.ops.convert_to_numpy(refined)
+        max_difference = float(np.abs(refined - self.synthetic_samples).max())
+        with self._writer.as_default(step=step):
+            tf.summary.image(
+                REFINED_IMAGES_TAG, comparison_grid(self.synthetic_samples, refined),
+                description=("Rows: synthetic | refined | |refined - synthetic| scaled to "
+                             f"its maximum, {max_difference:.4f} in [-1, 1] units."))
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Saves a checkpoint every `every` steps and at the end of training.
+
+    Args:
+      manager: a `tf.train.CheckpointManager` whose checkpoint holds the model, both
+        optimizers (and so the step counter and history buffer).
+      every: interval in steps.
+    """
+
+    def __init__(self, manager: tf.train.CheckpointManager, every: int):
+        super().__init__()
+        self.manager = manager
+        self.every = every
+        self._last_saved = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.model.step
+        if step % self.every == 0:
+            self._save(step)
+
+    def on_train_end(self, logs=None):
+        step = self.model.step
+        if self._last_saved != step:
+            self._save(step)
+
+    def _save(self, step):
+        path = self.manager.save(checkpoint_number=step)
+        self._last_saved = step
+        logging.info("Saved checkpoint %s", path)
+
+
+class PhaseLogger(keras.callbacks.Callback):
+    """Logs when a phase of Algorithm 1 ends, with the figures that tell it went well.
+
+    At the end of refiner pretraining it reports the L1 distance per pixel between the
+    refined and synthetic images (near 0 means the refiner learned the identity).
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.model.step
+        schedule = self.model.schedule
+        logs = logs or {}
+        if step == schedule.pretrain_refiner_steps and step > 0:
+            l1 = float(logs.get("refiner_l1_per_pixel", float("nan")))
+            logging.info(
+                "Refiner pretraining done (%d steps): L1 per pixel |R(x) - x| = %.4f in "
+                "[-1, 1] units (%.2f gray levels of 255).", step, l1, l1 * 127.5)
+        if step == schedule.adversarial_start and schedule.pretrain_discriminator_steps > 0:
+            logging.info(
+                "Discriminator pretraining done (%d steps): accuracy real %.3f, refined %.3f.",
+                schedule.pretrain_discriminator_steps,
+                float(logs.get("disc_acc_real", float("nan"))),
+                float(logs.get("disc_acc_refined", float("nan"))))

@@ -1,0 +1,136 @@
+"""End-to-end tests of training: train.py, train_lib, resume, export."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from simgan_tf import callbacks, config as config_lib, export, train_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def event_tags(log_dir):
+    """{tag: [steps]} of every summary in the event files under `log_dir`."""
+    tags = {}
+    for path in glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
+
+
+def tiny_config(data_dir, **train):
+    settings = dict(batch_size=8, steps=2, pretrain_refiner_steps=2,
+                    pretrain_discriminator_steps=1, history_size=8, log_every=2,
+                    image_every=3, checkpoint_every=4)
+    settings.update(train)
+    config = config_lib.get_preset("gaze_demo")
+    config = config_lib.override(config, {f"train.{k}": v for k, v in settings.items()})
+    return config_lib.override(config, {"data.data_dir": data_dir,
+                                        "refiner.filters": 8, "refiner.num_blocks": 1})
+
+
+def test_train_py_end_to_end(shifted_data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    command = [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=gaze",
+               f"--data_dir={shifted_data_dir}", f"--model_dir={model_dir}", "--batch_size=8",
+               "--steps=2", "--pretrain_refiner_steps=2", "--pretrain_discriminator_steps=1",
+               "--history_size=8", "--log_every=1", "--image_every=2", "--checkpoint_every=3",
+               "--reg_weight=0.5", "--seed=3"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=str(tmp_path),
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    total = 2 + 1 + 2 * 3
+    # The resolved config.
+    with open(os.path.join(model_dir, "config.json")) as f:
+        saved = config_lib.SimGANConfig.from_json(json.load(f))
+    assert saved.name == "gaze" and saved.train.batch_size == 8
+    assert saved.train.reg_weight == 0.5 and saved.train.seed == 3
+    assert saved.data.data_dir == os.path.abspath(shifted_data_dir)
+    assert saved.refiner == config_lib.get_preset("gaze").refiner
+    # Checkpoints, numbered by step, the last at the end.
+    checkpoint_dir = os.path.join(model_dir, "checkpoints")
+    assert tf.train.latest_checkpoint(checkpoint_dir).endswith(f"ckpt-{total}")
+    assert os.path.exists(os.path.join(checkpoint_dir, "ckpt-3.index"))
+    # TensorBoard scalars and images.
+    tags = event_tags(os.path.join(model_dir, "logs"))
+    for tag in callbacks.SCALAR_TAGS.values():
+        assert tag in tags, (tag, sorted(tags))
+    assert callbacks.REFINED_IMAGES_TAG in tags and callbacks.REAL_IMAGES_TAG in tags
+    assert max(tags[callbacks.PHASE_TAG]) == total
+    # The SavedModel reloads and refines a batch.
+    export_path = os.path.join(model_dir, "export", "refiner", str(total))
+    refine = export.load_refiner(export_path)
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 35, 55, 1)).astype(np.float32)
+    refined = refine(images).numpy()
+    assert refined.shape == (3, 35, 55, 1) and refined.dtype == np.float32
+    assert np.all(np.abs(refined) <= 1)
+    assert "Refiner pretraining done" in result.stderr
+    assert "L1 per pixel" in result.stderr
+
+
+def test_train_py_reports_bad_flags(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=gaze", "--batch_size=7",
+         f"--data_dir={tmp_path}", f"--model_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "Received: 7" in result.stderr
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=hand",
+         f"--model_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "needs --data_dir" in result.stderr
+
+
+def test_resume_continues_from_the_latest_checkpoint(shifted_data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    first = train_lib.train(tiny_config(shifted_data_dir), model_dir, verbose=0)
+    assert first.step == 2 + 1 + 2 * 3
+    weights = [v.numpy().copy() for v in first.model.variables]
+    buffer = first.model.history_buffer.images.numpy().copy()
+
+    # Same command again: restores everything, nothing left to train.
+    again = train_lib.train(tiny_config(shifted_data_dir), model_dir, verbose=0)
+    assert again.step == first.step and again.history is None
+    for a, b in zip(weights, again.model.variables):
+        np.testing.assert_array_equal(a, b.numpy())
+    np.testing.assert_array_equal(buffer, again.model.history_buffer.images.numpy())
+    assert int(again.model.history_buffer.fill.numpy()) == 8
+    optimizer_iterations = int(again.model.refiner_optimizer.iterations.numpy())
+    assert optimizer_iterations == 2 + 2 * 2  # pretraining + K_g per iteration
+
+    # More iterations: continues at step 9 up to 15.
+    longer = train_lib.train(tiny_config(shifted_data_dir, steps=4), model_dir, verbose=0)
+    assert longer.step == 2 + 1 + 4 * 3
+    assert int(longer.model.refiner_optimizer.iterations.numpy()) == 2 + 4 * 2
+    tags = event_tags(os.path.join(model_dir, "logs"))
+    assert max(tags[callbacks.PHASE_TAG]) == 15
+    assert os.path.isdir(os.path.join(model_dir, "export", "refiner", "15"))
+
+    # A different network for the same model_dir is refused.
+    other = config_lib.override(tiny_config(shifted_data_dir), {"refiner.filters": 16})
+    with pytest.raises(ValueError, match="different refiner config"):
+        train_lib.train(other, model_dir, verbose=0)
+
+
+def test_mirrored_strategy_training_smoke(shifted_data_dir, tmp_path, mirrored_strategy):
+    config = tiny_config(shifted_data_dir, export=False)
+    result = train_lib.train(config, str(tmp_path / "run"), strategy=mirrored_strategy,
+                             verbose=0)
+    model = result.model
+    assert result.step == 9 and result.export_path is None
+    copies = mirrored_strategy.experimental_local_results(model.history_buffer.images)
+    np.testing.assert_array_equal(copies[0].numpy(), copies[1].numpy())
+    assert int(model.history_buffer.fill.numpy()) == 8
+    for values in (v for v in mirrored_strategy.experimental_local_results(
+            model.refiner.trainable_variables[0])):
+        assert np.all(np.isfinite(values.numpy()))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        train_lib.train(tiny_config(shifted_data_dir, batch_size=6), str(tmp_path / "r2"),
+                        strategy=mirrored_strategy, verbose=0)

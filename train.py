@@ -1,0 +1,108 @@
+"""Trains SimGAN: `python train.py --dataset=gaze [--data_dir=...] [--model_dir=...]`.
+
+Parses flags, builds the config from a preset, builds the distribution strategy, and
+calls `simgan_tf.train_lib.train`. Nothing else happens here.
+"""
+
+from absl import app, flags, logging
+
+from simgan_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("dataset", "gaze", f"Preset: one of {sorted(config_lib.PRESETS)}. "
+                    "`gaze` without --data_dir runs `gaze_demo` on the built-in eye simulator.")
+flags.DEFINE_string("data_dir", None, "Data folder (synthetic/, real/, dataset.json). "
+                    "Default: the built-in eye simulator's data, generated into --cache_dir.")
+flags.DEFINE_string("model_dir", None, "Output folder (config, checkpoints, TensorBoard logs, "
+                    "export). Default: runs/<preset>. Rerunning with the same folder resumes.")
+flags.DEFINE_string("cache_dir", None, "Where the simulator data is cached "
+                    "(default: $SIMGAN_TF_CACHE or ~/.cache/simgan_tf).")
+flags.DEFINE_integer("batch_size", None, "Global batch size b (even; split across replicas).")
+flags.DEFINE_integer("steps", None, "Iterations of Algorithm 1 after pretraining, each "
+                     "K_g refiner and K_d discriminator updates.")
+flags.DEFINE_integer("pretrain_refiner_steps", None, "Refiner updates on the L1 term alone "
+                     "(paper: 1000 gaze, 500 hand).")
+flags.DEFINE_integer("pretrain_discriminator_steps", None, "Discriminator pretraining "
+                     "updates (paper: 200).")
+flags.DEFINE_integer("k_g", None, "Refiner updates per iteration (paper: 2).")
+flags.DEFINE_integer("k_d", None, "Discriminator updates per iteration (paper: 1).")
+flags.DEFINE_float("reg_weight", None, "lambda, weight of the self-regularization L1 term "
+                   "(summed over pixels).")
+flags.DEFINE_integer("history_size", None, "Images in the history buffer; 0 disables it.")
+flags.DEFINE_enum("optimizer", None, list(config_lib.OPTIMIZERS), "Optimizer of both networks.")
+flags.DEFINE_float("refiner_lr", None, "Refiner learning rate (adversarial phase).")
+flags.DEFINE_float("discriminator_lr", None, "Discriminator learning rate.")
+flags.DEFINE_float("pretrain_lr", None, "Refiner learning rate during its pretraining.")
+flags.DEFINE_integer("seed", None, "Random seed (initialization, data order, buffer draws).")
+flags.DEFINE_bool("deterministic", None, "Deterministic data order and ops.")
+flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES), "Distribution strategy.")
+flags.DEFINE_integer("log_every", None, "Updates between TensorBoard scalar summaries.")
+flags.DEFINE_integer("image_every", None, "Updates between TensorBoard image summaries.")
+flags.DEFINE_integer("checkpoint_every", None, "Updates between checkpoints.")
+flags.DEFINE_bool("export", None, "Export the refiner as a SavedModel at the end.")
+
+# flag name -> config field path
+_OVERRIDES = {
+    "data_dir": "data.data_dir",
+    "batch_size": "train.batch_size",
+    "steps": "train.steps",
+    "pretrain_refiner_steps": "train.pretrain_refiner_steps",
+    "pretrain_discriminator_steps": "train.pretrain_discriminator_steps",
+    "k_g": "train.k_g",
+    "k_d": "train.k_d",
+    "reg_weight": "train.reg_weight",
+    "history_size": "train.history_size",
+    "optimizer": ("refiner_optimizer.name", "discriminator_optimizer.name"),
+    "refiner_lr": "refiner_optimizer.learning_rate",
+    "discriminator_lr": "discriminator_optimizer.learning_rate",
+    "pretrain_lr": "train.pretrain_learning_rate",
+    "seed": "train.seed",
+    "deterministic": "train.deterministic",
+    "strategy": "strategy",
+    "log_every": "train.log_every",
+    "image_every": "train.image_every",
+    "checkpoint_every": "train.checkpoint_every",
+    "export": "train.export",
+}
+
+
+def resolve_config() -> config_lib.SimGANConfig:
+    """The preset named by --dataset with every given flag applied."""
+    name = FLAGS.dataset
+    if FLAGS.data_dir is None and name in config_lib.DEMO_PRESETS:
+        name = config_lib.DEMO_PRESETS[name]
+        logging.info("--dataset=%s without --data_dir: running the %r preset on the "
+                     "built-in eye simulator.", FLAGS.dataset, name)
+    config = config_lib.get_preset(name)
+    if FLAGS.data_dir is None and config.data.data_dir is None and name not in (
+            config_lib.DEMO_PRESETS.values()):
+        raise app.UsageError(f"--dataset={FLAGS.dataset} needs --data_dir (a converted "
+                             "data folder, see data_prep/README.md).")
+    overrides = {}
+    for flag, paths in _OVERRIDES.items():
+        value = FLAGS[flag].value
+        if value is not None:
+            for path in paths if isinstance(paths, tuple) else (paths,):
+                overrides[path] = value
+    return config_lib.override(config, overrides).validate()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        config = resolve_config()
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    from simgan_tf import train_lib  # imports TensorFlow
+
+    strategy = train_lib.build_strategy(config.strategy)
+    model_dir = FLAGS.model_dir or f"runs/{config.name}"
+    result = train_lib.train(config, model_dir, strategy=strategy, cache_dir=FLAGS.cache_dir)
+    logging.info("Done at step %d. TensorBoard: tensorboard --logdir %s/logs", result.step,
+                 model_dir)
+
+
+if __name__ == "__main__":
+    app.run(main)
