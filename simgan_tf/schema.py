@@ -175,7 +175,7 @@ def encode_example(image: np.ndarray, *, key: str, domain: str,
                 f"Sample {key!r}: {name} must be finite. Received: {value.tolist()}")
         feature[name] = _float_feature(value)
     return tf.train.Example(
-        features=tf.train.Features(feature=feature)).SerializeToString()
+        features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def feature_spec(label_fields: Mapping[str, int] | None = None) -> dict:

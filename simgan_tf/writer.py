@@ -49,7 +49,14 @@ class SplitWriter:
       shard_bytes: a new shard starts once the current one holds this many bytes of
         serialized records (before compression).
       compression: `None` or `"GZIP"`.
-      source: free-form JSON-serializable description stored in dataset.json.
+      source: free-form JSON-serializable description stored in dataset.json. The
+        `source` attribute may be updated (e.g. with skip counts) until the `with`
+        block exits.
+
+    Attributes:
+      count: records written so far.
+      shards: `{"file", "count", "sha256"}` of the shards completed so far (all of them
+        after the `with` block).
     """
 
     def __init__(self, data_dir: str, split: str, *, domain: str,
@@ -82,6 +89,10 @@ class SplitWriter:
         self._shard_size = 0
         self._shards = []
         self.count = 0
+
+    @property
+    def shards(self) -> list:
+        return [dict(shard) for shard in self._shards]
 
     def __enter__(self) -> "SplitWriter":
         os.makedirs(self.data_dir, exist_ok=True)

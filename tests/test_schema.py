@@ -89,3 +89,17 @@ def test_read_dataset_info_errors_name_the_path(tmp_path):
     with pytest.raises(ValueError, match="malformed"):
         schema.read_dataset_info(str(tmp_path))
     assert os.path.basename(schema.dataset_info_path(str(tmp_path))) == "dataset.json"
+
+
+def test_encoded_bytes_do_not_depend_on_the_process_hash_seed():
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, sys; from simgan_tf import schema; "
+            "sys.stdout.write(schema.encode_example(np.zeros((3, 4, 1), np.uint8), key='k', "
+            "domain='real', labels={'label/gaze': [1, 2], 'label/head_pose': [3, 4]}).hex())")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=root, env={**os.environ, "PYTHONHASHSEED": seed},
+                              check=True).stdout for seed in ("1", "2", "3")}
+    assert len(outputs) == 1
