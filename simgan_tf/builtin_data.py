@@ -26,7 +26,8 @@ def default_cache_dir() -> str:
         os.path.expanduser("~"), ".cache", "simgan_tf")
 
 
-def _split_seeds(seed: int) -> dict[str, int]:
+def split_seeds(seed: int) -> dict[str, int]:
+    """Seeds of the three splits of dataset seed `seed` (distinct, so no image repeats)."""
     return {"synthetic": 3 * seed + 1, "real": 3 * seed + 2, "real_test": 3 * seed + 3}
 
 
@@ -83,7 +84,7 @@ def ensure_simulator_data(cache_dir: str | None = None, *, num_synthetic: int,
     existing = {}
     if os.path.exists(schema.dataset_info_path(data_dir)):
         existing = schema.read_dataset_info(data_dir).splits
-    seeds = _split_seeds(seed)
+    seeds = split_seeds(seed)
     for split, (domain, count) in wanted.items():
         if split in existing and existing[split].count == count:
             continue

@@ -1,0 +1,62 @@
+import os
+
+import numpy as np
+from absl import logging
+
+from simgan_tf import builtin_data, config as config_lib, data, schema, train_lib
+
+
+def test_generates_labelled_splits_once(tmp_path):
+    data_dir = builtin_data.ensure_simulator_data(
+        str(tmp_path), num_synthetic=40, num_real=30, num_real_test=20, seed=0)
+    info = schema.read_dataset_info(data_dir)
+    assert info.image_shape == (35, 55, 1) and info.image_dtype == "uint8"
+    assert {name: s.count for name, s in info.splits.items()} == {
+        "synthetic": 40, "real": 30, "real_test": 20}
+    assert [info.splits[s].domain for s in ("synthetic", "real", "real_test")] == [
+        "synthetic", "real", "real"]
+    for split in info.splits:
+        assert info.splits[split].label_fields == {schema.LABEL_GAZE: 2}
+        examples = list(data.read_split(data_dir, split).as_numpy_iterator())
+        keys = [e["key"] for e in examples]
+        assert len(set(keys)) == len(keys) and keys[0] == f"sim/{split}/0000000".encode()
+        gaze = np.stack([e[schema.LABEL_GAZE] for e in examples])
+        assert np.all(np.abs(gaze) < 1.0) and gaze.std(0).min() > 0.05
+    # The real split and the real test split are different images.
+    real = [e["image"] for e in data.read_split(data_dir, "real").as_numpy_iterator()]
+    test = [e["image"] for e in data.read_split(data_dir, "real_test").as_numpy_iterator()]
+    assert not np.array_equal(real[0], test[0])
+    # A second call reuses the cache.
+    mtimes = {n: os.path.getmtime(os.path.join(data_dir, n)) for n in info.splits}
+    assert builtin_data.ensure_simulator_data(
+        str(tmp_path), num_synthetic=40, num_real=30, num_real_test=20, seed=0) == data_dir
+    assert mtimes == {n: os.path.getmtime(os.path.join(data_dir, n)) for n in info.splits}
+
+
+def test_generation_is_deterministic(tmp_path):
+    a = builtin_data.ensure_simulator_data(str(tmp_path / "a"), num_synthetic=10,
+                                           num_real=10, num_real_test=0)
+    b = builtin_data.ensure_simulator_data(str(tmp_path / "b"), num_synthetic=10,
+                                           num_real=10, num_real_test=0)
+    info_a, info_b = schema.read_dataset_info(a), schema.read_dataset_info(b)
+    for split in ("synthetic", "real"):
+        assert ([s["sha256"] for s in info_a.splits[split].shards]
+                == [s["sha256"] for s in info_b.splits[split].shards])
+
+
+def test_train_without_data_dir_uses_the_simulator_and_says_so(tmp_path, caplog):
+    config = config_lib.override(config_lib.get_preset("gaze_demo"), {
+        "data.simulator_num_synthetic": 32, "data.simulator_num_real": 32,
+        "data.simulator_num_real_test": 8, "refiner.filters": 4, "refiner.num_blocks": 1,
+        "train.batch_size": 8, "train.steps": 1, "train.pretrain_refiner_steps": 1,
+        "train.pretrain_discriminator_steps": 1, "train.history_size": 8,
+        "train.export": False})
+    logging.set_verbosity(logging.INFO)
+    with caplog.at_level("INFO"):
+        result = train_lib.train(config, str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
+                                 verbose=0)
+    assert result.step == 1 + 1 + 3
+    assert result.config.data.data_dir.startswith(str(tmp_path / "cache"))
+    text = caplog.text
+    assert "built-in eye simulator" in text and "data_prep.unityeyes" in text
+    assert "Rendering 32 synthetic eye images" in text
