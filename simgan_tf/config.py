@@ -19,8 +19,12 @@ sums, the adversarial term over the discriminator's patches, the self-regulariza
 over pixels, each averaged over the batch, as in the paper's equations. With those
 reductions the paper's SGD at learning rate 0.001 barely moves the refiner in pretraining
 and its lambda (1e-4 in public code) lets the adversarial term dominate, so the refiner
-collapses to a constant image. Our defaults use Adam (learning rate 1e-4 for the adversarial
-phase, 1e-3 for refiner pretraining) and lambda = 0.05 per summed pixel.
+collapses to a constant image. Our defaults use Adam: refiner learning rate 1e-3 during
+its pretraining and 2e-4 afterwards, discriminator learning rate 1e-3, and lambda = 0.1 per
+summed pixel. Measured on the built-in simulator (README, "Defaults"), lambda = 0.05 with a
+refiner rate of 1e-4 and a discriminator rate of 1e-3 let the refiner distort the eyes (mean
+per-image correlation with the input 0.42), while these defaults kept it at 0.91 and
+matched the real images' noise level.
 """
 
 from __future__ import annotations
@@ -133,7 +137,7 @@ class OptimizerConfig:
       momentum: SGD momentum (ignored by Adam).
     """
     name: str = "adam"
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
     beta_1: float = 0.9
     momentum: float = 0.0
 
@@ -168,8 +172,8 @@ class TrainConfig:
     pretrain_discriminator_steps: int = 200
     k_g: int = 2
     k_d: int = 1
-    reg_weight: float = 0.05
-    history_size: int = 512 * 100
+    reg_weight: float = 0.1
+    history_size: int = 512 * 50
     pretrain_learning_rate: float | None = 1e-3
     seed: int = 0
     deterministic: bool = False
@@ -200,8 +204,8 @@ class SimGANConfig:
     data: DataConfig = DataConfig()
     refiner: RefinerConfig = RefinerConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
-    refiner_optimizer: OptimizerConfig = OptimizerConfig()
-    discriminator_optimizer: OptimizerConfig = OptimizerConfig()
+    refiner_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-4)
+    discriminator_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=1e-3)
     train: TrainConfig = TrainConfig()
     strategy: str = "auto"
 
@@ -302,7 +306,7 @@ PRESETS = {
         _GAZE,
         name="gaze_demo",
         train=dataclasses.replace(
-            _GAZE.train, batch_size=32, steps=200, pretrain_refiner_steps=300,
+            _GAZE.train, batch_size=32, steps=200, pretrain_refiner_steps=200,
             pretrain_discriminator_steps=100, history_size=32 * 100,
             log_every=25, image_every=100, checkpoint_every=200),
     ),
