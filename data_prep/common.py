@@ -319,7 +319,7 @@ def _check_sample(sample: Sample, image_shape: tuple, image_dtype: str,
 def write_split(*, items: Sequence, process: Callable[[Any], list], data_dir: str,
                 split: str, domain: str, image_shape: tuple, image_dtype: str = "uint8",
                 label_fields: dict, options: ConvertOptions, source: dict,
-                chunk_size: int = 16, unit: str = "file") -> SplitSummary:
+                chunk_size: int = 16, unit: str = "file", pixel_range=None) -> SplitSummary:
     """Converts `items` into the split `<data_dir>/<split>/` and its dataset.json entry.
 
     Args:
@@ -338,6 +338,8 @@ def write_split(*, items: Sequence, process: Callable[[Any], list], data_dir: st
         ...); `written`, `skipped`, `notes` and `stopped_at_limit` are added.
       chunk_size: items per worker task unless `options.chunk_size` is set.
       unit: progress bar unit.
+      pixel_range: `[lo, hi]` pixel values the reader maps to [-1, 1] (see
+        `simgan_tf.schema.DatasetInfo`); `None` for the dtype's full range.
 
     Returns:
       The `SplitSummary`.
@@ -359,7 +361,7 @@ def write_split(*, items: Sequence, process: Callable[[Any], list], data_dir: st
             data_dir, split, domain=domain, image_shape=image_shape,
             image_dtype=image_dtype, label_fields=label_fields,
             shard_bytes=int(options.shard_bytes), compression=options.compression,
-            source=source) as split_writer:
+            source=source, pixel_range=pixel_range) as split_writer:
         chunk_size = options.chunk_size or chunk_size
         # No more workers than chunks: tiny inputs run without starting a pool.
         workers = min(options.num_workers, -(-len(items) // chunk_size))

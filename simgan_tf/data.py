@@ -3,20 +3,22 @@
 `read_split` yields parsed examples (image in [-1, 1], key, domain, labels) of one split;
 `training_dataset` zips the synthetic and real splits into the batches SimGAN trains on.
 
-Image scaling: 8-bit PNG pixels p in [0, 255] map to p / 127.5 - 1; 16-bit PNG pixels
-(depth, see `data_prep/README.md`) p in [0, 65535] map to p / 32767.5 - 1. Both are exactly
-invertible by `to_uint`.
+Image scaling: a pixel p maps to 2 (p - lo) / (hi - lo) - 1, clipped to [-1, 1], where
+`[lo, hi]` is the data folder's `pixel_range` (`dataset.json`), by default the dtype's full
+range: 8-bit PNG pixels [0, 255] map to p / 127.5 - 1, 16-bit ones [0, 65535] to
+p / 32767.5 - 1. Depth data sets its range in mm (NYU hand: [0, 2000], so background 0 is
+-1 and 2 m is +1). `to_uint` inverts the mapping (exactly, for the default ranges).
 """
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from simgan_tf import schema
 
-_MAX_VALUE = {"uint8": 255.0, "uint16": 65535.0}
 _TF_DTYPE = {"uint8": tf.uint8, "uint16": tf.uint16}
 
 
@@ -46,16 +48,23 @@ def list_shards(split_dir: str) -> tuple[list[str], str | None]:
     return [os.path.join(split_dir, n) for n in chosen], compression
 
 
-def scale_image(image: tf.Tensor, image_dtype: str = "uint8") -> tf.Tensor:
+def _range(image_dtype, pixel_range):
+    if pixel_range is None:
+        return 0.0, float(np.iinfo(image_dtype).max)
+    return tuple(schema.check_pixel_range(pixel_range, image_dtype))
+
+
+def scale_image(image: tf.Tensor, image_dtype: str = "uint8", pixel_range=None) -> tf.Tensor:
     """Maps uint8/uint16 pixels to float32 in [-1, 1] (see the module docstring)."""
-    half = _MAX_VALUE[image_dtype] / 2.0
-    return tf.cast(image, tf.float32) / half - 1.0
+    lo, hi = _range(image_dtype, pixel_range)
+    scaled = (tf.cast(image, tf.float32) - lo) * (2.0 / (hi - lo)) - 1.0
+    return tf.clip_by_value(scaled, -1.0, 1.0) if pixel_range is not None else scaled
 
 
-def to_uint(images: tf.Tensor, image_dtype: str = "uint8") -> tf.Tensor:
+def to_uint(images: tf.Tensor, image_dtype: str = "uint8", pixel_range=None) -> tf.Tensor:
     """Inverse of `scale_image`: float in [-1, 1] (clipped) to uint8/uint16 pixels."""
-    max_value = _MAX_VALUE[image_dtype]
-    pixels = tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * (max_value / 2.0))
+    lo, hi = _range(image_dtype, pixel_range)
+    pixels = tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * ((hi - lo) / 2.0) + lo)
     return tf.cast(pixels, _TF_DTYPE[image_dtype])
 
 
@@ -83,7 +92,7 @@ def make_parse_fn(info: schema.DatasetInfo, split: str):
         with tf.control_dependencies([assertion]):
             image = tf.ensure_shape(image, [height, width, channels])
         out = {
-            "image": scale_image(image, dtype),
+            "image": scale_image(image, dtype, info.pixel_range),
             "key": features[schema.SAMPLE_KEY],
             "domain": features[schema.SAMPLE_DOMAIN],
         }

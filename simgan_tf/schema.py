@@ -231,6 +231,9 @@ class DatasetInfo:
       image_dtype: `uint8` or `uint16` (the PNG bit depth).
       splits: mapping from split name to `SplitInfo`.
       schema_version: `SCHEMA_VERSION` of the writer.
+      pixel_range: `[lo, hi]` pixel values the reader maps to -1 and +1 (values outside
+        are clipped); `None` means the dtype's full range, `[0, 255]` or `[0, 65535]`.
+        Depth data sets it to its depth range in mm (NYU hand: `[0, 2000]`).
     """
     image_height: int
     image_width: int
@@ -238,6 +241,7 @@ class DatasetInfo:
     image_dtype: str = "uint8"
     splits: dict = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    pixel_range: list | None = None
 
     def __post_init__(self):
         if self.image_dtype not in IMAGE_DTYPES:
@@ -246,6 +250,15 @@ class DatasetInfo:
         if self.image_channels not in (1, 3):
             raise ValueError(
                 f"Expected image_channels 1 or 3. Received: {self.image_channels}")
+        if self.pixel_range is not None:
+            self.pixel_range = check_pixel_range(self.pixel_range, self.image_dtype)
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The `(lo, hi)` pixel values mapped to -1 and +1."""
+        if self.pixel_range is not None:
+            return tuple(self.pixel_range)
+        return (0.0, float(np.iinfo(self.image_dtype).max))
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -267,9 +280,24 @@ class DatasetInfo:
                        image_width=int(data["image_width"]),
                        image_channels=int(data["image_channels"]),
                        image_dtype=data.get("image_dtype", "uint8"),
-                       splits=splits, schema_version=version)
+                       splits=splits, schema_version=version,
+                       pixel_range=data.get("pixel_range"))
         except (KeyError, TypeError) as e:
             raise ValueError(f"{path}: malformed dataset.json ({e!r}).") from None
+
+
+def check_pixel_range(pixel_range, image_dtype: str) -> list:
+    """Validates `[lo, hi]` for `image_dtype`; returns it as a list of two floats."""
+    try:
+        lo, hi = (float(v) for v in pixel_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"Expected pixel_range [lo, hi]. Received: {pixel_range!r}") from None
+    top = np.iinfo(image_dtype).max
+    if not 0 <= lo < hi <= top:
+        raise ValueError(
+            f"Expected pixel_range with 0 <= lo < hi <= {top} for {image_dtype} images. "
+            f"Received: {pixel_range!r}")
+    return [lo, hi]
 
 
 def dataset_info_path(data_dir: str) -> str:
@@ -313,25 +341,47 @@ def write_json_atomic(path: str, data: Any) -> None:
         raise
 
 
+def check_compatible(data_dir: str, split: str, image_shape, image_dtype: str,
+                     pixel_range=None) -> DatasetInfo | None:
+    """Reads the folder's dataset.json (if any) and checks a new split fits in it.
+
+    Raises:
+      ValueError: if the folder holds images of another shape, dtype or pixel range.
+    """
+    path = dataset_info_path(data_dir)
+    if not os.path.exists(path):
+        return None
+    info = read_dataset_info(data_dir)
+    wanted = None if pixel_range is None else check_pixel_range(pixel_range, image_dtype)
+    if (info.image_shape != tuple(image_shape) or info.image_dtype != image_dtype
+            or info.pixel_range != wanted):
+        def ranged(pixel_range):
+            return "" if pixel_range is None else f" with pixel_range {pixel_range}"
+
+        raise ValueError(
+            f"{path} describes {info.image_dtype} images of shape {info.image_shape}"
+            f"{ranged(info.pixel_range)}; cannot add split {split!r} of {image_dtype} "
+            f"images of shape {tuple(image_shape)}{ranged(wanted)}. Use another output "
+            "folder.")
+    return info
+
+
 def update_dataset_info(data_dir: str, split: str, split_info: SplitInfo, *,
-                        image_shape: tuple[int, int, int], image_dtype: str) -> DatasetInfo:
+                        image_shape: tuple[int, int, int], image_dtype: str,
+                        pixel_range=None) -> DatasetInfo:
     """Adds or replaces one split in `<data_dir>/dataset.json`, keeping the others.
 
     Raises:
-      ValueError: if the folder already holds splits of another image shape or dtype.
+      ValueError: if the folder already holds splits of another image shape, dtype or
+        pixel range.
     """
     path = dataset_info_path(data_dir)
-    if os.path.exists(path):
-        info = read_dataset_info(data_dir)
-        if info.image_shape != tuple(image_shape) or info.image_dtype != image_dtype:
-            raise ValueError(
-                f"{path} describes {info.image_dtype} images of shape {info.image_shape}; "
-                f"cannot add split {split!r} of {image_dtype} images of shape "
-                f"{tuple(image_shape)}. Use another output folder.")
-    else:
+    info = check_compatible(data_dir, split, image_shape, image_dtype, pixel_range)
+    if info is None:
         height, width, channels = image_shape
         info = DatasetInfo(image_height=height, image_width=width,
-                           image_channels=channels, image_dtype=image_dtype)
+                           image_channels=channels, image_dtype=image_dtype,
+                           pixel_range=pixel_range)
     info.splits[split] = split_info
     info.schema_version = SCHEMA_VERSION
     write_json_atomic(path, info.to_json())

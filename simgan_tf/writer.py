@@ -49,6 +49,8 @@ class SplitWriter:
       shard_bytes: a new shard starts once the current one holds this many bytes of
         serialized records (before compression).
       compression: `None` or `"GZIP"`.
+      pixel_range: `[lo, hi]` pixel values the reader maps to [-1, 1] (`None`: the
+        dtype's full range); see `schema.DatasetInfo`.
       source: free-form JSON-serializable description stored in dataset.json. The
         `source` attribute may be updated (e.g. with skip counts) until the `with`
         block exits.
@@ -63,7 +65,8 @@ class SplitWriter:
                  image_shape: tuple[int, int, int], image_dtype: str = "uint8",
                  label_fields: dict | None = None,
                  shard_bytes: int = DEFAULT_SHARD_BYTES,
-                 compression: str | None = None, source: dict | None = None):
+                 compression: str | None = None, source: dict | None = None,
+                 pixel_range=None):
         if domain not in schema.DOMAINS:
             raise ValueError(f"Expected domain in {schema.DOMAINS}. Received: {domain!r}")
         if compression not in schema.COMPRESSIONS:
@@ -82,6 +85,8 @@ class SplitWriter:
         self.shard_bytes = shard_bytes
         self.compression = compression
         self.source = dict(source or {})
+        self.pixel_range = (None if pixel_range is None
+                            else schema.check_pixel_range(pixel_range, image_dtype))
         self._staging = None
         self._writer = None
         self._shard_path = None
@@ -96,15 +101,9 @@ class SplitWriter:
 
     def __enter__(self) -> "SplitWriter":
         os.makedirs(self.data_dir, exist_ok=True)
-        if os.path.exists(schema.dataset_info_path(self.data_dir)):
-            # Fail before any long work if the folder holds images of another kind.
-            info = schema.read_dataset_info(self.data_dir)
-            if info.image_shape != self.image_shape or info.image_dtype != self.image_dtype:
-                raise ValueError(
-                    f"{schema.dataset_info_path(self.data_dir)} describes "
-                    f"{info.image_dtype} images of shape {info.image_shape}; cannot add "
-                    f"split {self.split!r} of {self.image_dtype} images of shape "
-                    f"{self.image_shape}. Use another output folder.")
+        # Fail before any long work if the folder holds images of another kind.
+        schema.check_compatible(self.data_dir, self.split, self.image_shape,
+                                self.image_dtype, self.pixel_range)
         self._staging = os.path.join(
             self.data_dir, f".staging-{self.split}-{uuid.uuid4().hex[:8]}")
         os.makedirs(self._staging)
@@ -167,7 +166,8 @@ class SplitWriter:
         try:
             schema.update_dataset_info(
                 self.data_dir, self.split, info,
-                image_shape=self.image_shape, image_dtype=self.image_dtype)
+                image_shape=self.image_shape, image_dtype=self.image_dtype,
+                pixel_range=self.pixel_range)
         except BaseException:
             # Put the previous split back: nothing already written is lost.
             shutil.rmtree(final, ignore_errors=True)

@@ -99,3 +99,26 @@ def test_image_of_wrong_size_fails_naming_the_record(tmp_path):
         w.write(bad)
     with pytest.raises(tf.errors.InvalidArgumentError, match="bad-record"):
         list(data.read_split(str(tmp_path), "synthetic").as_numpy_iterator())
+
+
+def test_pixel_range_scales_depth_and_clips(tmp_path):
+    depth = np.array([[0, 1000, 2000, 3000]], np.uint16).reshape(1, 4, 1)
+    images = np.repeat(depth[None], 2, 0)
+    from simgan_tf.writer import SplitWriter
+
+    with SplitWriter(str(tmp_path), "real", domain="real", image_shape=(1, 4, 1),
+                     image_dtype="uint16", pixel_range=[0, 2000]) as writer:
+        for i, image in enumerate(images):
+            writer.write(schema.encode_example(image, key=f"d{i}", domain="real"))
+    example = next(data.read_split(str(tmp_path), "real").as_numpy_iterator())
+    np.testing.assert_allclose(example["image"][0, :, 0], [-1.0, 0.0, 1.0, 1.0])
+    back = data.to_uint(tf.constant(example["image"]), "uint16", [0, 2000]).numpy()
+    np.testing.assert_array_equal(back[0, :, 0], [0, 1000, 2000, 2000])
+    # A folder keeps one pixel range: a split with another one is refused.
+    with pytest.raises(ValueError, match=r"pixel_range \[0.0, 2000.0\]"):
+        with SplitWriter(str(tmp_path), "synthetic", domain="synthetic",
+                         image_shape=(1, 4, 1), image_dtype="uint16"):
+            pass
+    with pytest.raises(ValueError, match=r"0 <= lo < hi <= 255.*\[0, 300\]"):
+        SplitWriter(str(tmp_path), "x", domain="real", image_shape=(1, 4, 1),
+                    pixel_range=[0, 300])

@@ -1,0 +1,80 @@
+"""Training on data converted by data_prep: gaze (UnityEyes + MPIIGaze) and hand (NYU)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep import mpiigaze, nyu_hand, unityeyes
+from simgan_tf import data, schema
+
+import test_data_prep_mpiigaze as mpiigaze_fixtures
+import test_data_prep_nyu_hand as nyu_fixtures
+import test_data_prep_unityeyes as unityeyes_fixtures
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train(args, tmp_path):
+    command = [sys.executable, os.path.join(ROOT, "train.py"), *args,
+               f"--model_dir={tmp_path / 'run'}", "--batch_size=2", "--steps=1",
+               "--pretrain_refiner_steps=1", "--pretrain_discriminator_steps=1",
+               "--history_size=2", "--log_every=1", "--image_every=5"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "run" / "config.json") as f:
+        return json.load(f)
+
+
+def test_gaze_preset_trains_on_converted_unityeyes_and_mpiigaze(tmp_path):
+    sample = unityeyes_fixtures._sample_json()
+    imgs = str(tmp_path / "UnityEyes" / "imgs")
+    for stem, (scale, dx) in enumerate([(1.0, 0.0), (1.0, 20.0), (0.95, -15.0), (1.0, 5.0)]):
+        unityeyes_fixtures._write_sample(imgs, str(stem + 1),
+                                         unityeyes_fixtures._scaled(sample, scale, dx))
+    mpiigaze_fixtures._make_root(str(tmp_path / "MPIIGaze"))
+    data_dir = str(tmp_path / "gaze")
+    options = unityeyes_fixtures._options()
+    unityeyes.convert(imgs, data_dir, options=options)
+    mpiigaze.convert(str(tmp_path / "MPIIGaze"), data_dir, test_participants="p12",
+                     options=options)
+    info = schema.read_dataset_info(data_dir)
+    assert {s: info.splits[s].count for s in info.splits} == {
+        "synthetic": 4, "real": 8, "real_test": 4}
+
+    config = _train(["--dataset=gaze", f"--data_dir={data_dir}"], tmp_path)
+    assert config["name"] == "gaze"  # the paper preset, not the simulator demo
+    assert config["refiner"] == {"filters": 64, "kernel_size": 3, "num_blocks": 4}
+    assert os.path.isdir(tmp_path / "run" / "export" / "refiner" / "5")
+
+
+def test_hand_preset_trains_on_converted_nyu_depth(tmp_path):
+    root = str(tmp_path / "nyu")
+    nyu_fixtures._make_root(root)
+    data_dir = str(tmp_path / "hand")
+    nyu_hand.convert(root, data_dir, options=nyu_fixtures._options())
+    info = schema.read_dataset_info(data_dir)
+    assert info.image_shape == (224, 224, 1) and info.image_dtype == "uint16"
+    assert info.pixel_range == [0.0, 2000.0]
+
+    # Depth in mm maps to d / 1000 - 1: background -1, the hand inside (-1, 1).
+    raw = nyu_fixtures._read_split(data_dir, "real")[0]["image"].astype(np.float32)
+    scaled = next(data.read_split(data_dir, "real").as_numpy_iterator())["image"]
+    np.testing.assert_allclose(scaled, raw / 1000.0 - 1.0, atol=1e-6)
+    hand = scaled[raw > 0]
+    assert np.all(scaled[raw == 0] == -1.0)
+    assert -0.6 < hand.min() and hand.max() < 0.2 and hand.std() > 0.005
+
+    config = _train(["--dataset=hand", f"--data_dir={data_dir}"], tmp_path)
+    assert config["name"] == "hand"
+    assert config["refiner"] == {"filters": 64, "kernel_size": 7, "num_blocks": 10}
+    assert [layer["kernel_size"] for layer in config["discriminator"]["layers"]] == [
+        7, 5, 3, 3, 1, 1]
+    export_dir = tmp_path / "run" / "export" / "refiner" / "5"
+    refined = tf.saved_model.load(str(export_dir)).signatures["serving_default"](
+        images=tf.constant(scaled[None]))["refined"]
+    assert refined.shape == (1, 224, 224, 1)
