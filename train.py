@@ -11,7 +11,9 @@ from simgan_tf import config as config_lib
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("dataset", "gaze", f"Preset: one of {sorted(config_lib.PRESETS)}. "
-                    "`gaze` without --data_dir runs `gaze_demo` on the built-in eye simulator.")
+                    "Without --data_dir, `gaze` runs `gaze_demo` on the built-in eye "
+                    "simulator and `hand` runs `hand_demo` on the built-in hand depth "
+                    "simulator.")
 flags.DEFINE_string("data_dir", None, "Data folder (synthetic/, real/, dataset.json). "
                     "Default: the built-in eye simulator's data, generated into --cache_dir.")
 flags.DEFINE_string("model_dir", None, "Output folder (config, checkpoints, TensorBoard logs, "
@@ -72,8 +74,8 @@ def resolve_config() -> config_lib.SimGANConfig:
     name = FLAGS.dataset
     if FLAGS.data_dir is None and name in config_lib.DEMO_PRESETS:
         name = config_lib.DEMO_PRESETS[name]
-        logging.info("--dataset=%s without --data_dir: running the %r preset on the "
-                     "built-in eye simulator.", FLAGS.dataset, name)
+        logging.info("--dataset=%s without --data_dir: running the %r preset on a "
+                     "built-in simulator.", FLAGS.dataset, name)
     config = config_lib.get_preset(name)
     if FLAGS.data_dir is None and config.data.data_dir is None and name not in (
             config_lib.DEMO_PRESETS.values()):

@@ -13,6 +13,9 @@ Presets:
     folder is given.
   * `hand`: the paper's hand networks at 224x224 (7x7 kernels, 10 ResNet blocks) and
     schedule (500 refiner and 200 discriminator pretraining steps). Needs `data_dir`.
+  * `hand_demo`: the built-in hand depth simulator at a reduced resolution (64x64) with
+    reduced networks (5x5 kernels, 4 ResNet blocks of 32 channels) that finish in minutes
+    on 2 CPU cores. What `--dataset=hand` runs when no data folder is given.
 
 Loss scale and defaults (see also `losses.py` and README, "Defaults"): both loss terms are
 sums, the adversarial term over the discriminator's patches, the self-regularization term
@@ -50,6 +53,8 @@ class DataConfig:
       image_height, image_width, image_channels: image shape the networks are built for;
         must match `dataset.json`.
       shuffle_buffer: records in the shuffle buffer of each split.
+      simulator: which built-in simulator renders the data when `data_dir` is `None`:
+        `eyes` (35x55 grayscale eyes) or `hand` (depth images of `image_height` pixels).
       simulator_num_synthetic, simulator_num_real, simulator_num_real_test: sizes of the
         splits the built-in simulator generates.
     """
@@ -60,6 +65,7 @@ class DataConfig:
     image_width: int = 55
     image_channels: int = 1
     shuffle_buffer: int = 10_000
+    simulator: str = "eyes"
     simulator_num_synthetic: int = 20_000
     simulator_num_real: int = 20_000
     simulator_num_real_test: int = 4_000
@@ -100,6 +106,15 @@ GAZE_DISCRIMINATOR = (
     ConvSpec("conv", 96, 3, 2),
     ConvSpec("conv", 64, 3, 2),
     ConvSpec("maxpool", 0, 3, 1),
+    ConvSpec("conv", 32, 3, 1),
+    ConvSpec("conv", 32, 1, 1),
+    ConvSpec("conv", 2, 1, 1),
+)
+
+HAND_DEMO_DISCRIMINATOR = (
+    ConvSpec("conv", 64, 5, 2),
+    ConvSpec("conv", 64, 3, 2),
+    ConvSpec("maxpool", 0, 3, 2),
     ConvSpec("conv", 32, 3, 1),
     ConvSpec("conv", 32, 1, 1),
     ConvSpec("conv", 2, 1, 1),
@@ -240,6 +255,8 @@ class SimGANConfig:
              f"train.keep_checkpoints must be >= 1. Received: {t.keep_checkpoints}"),
             (self.strategy in STRATEGIES,
              f"strategy must be one of {STRATEGIES}. Received: {self.strategy!r}"),
+            (self.data.simulator in SIMULATORS,
+             f"data.simulator must be one of {SIMULATORS}. Received: {self.data.simulator!r}"),
             (self.data.image_channels in (1, 3),
              f"data.image_channels must be 1 or 3. Received: {self.data.image_channels}"),
             (self.refiner.num_blocks >= 0 and self.refiner.filters >= 1
@@ -322,8 +339,22 @@ PRESETS = {
     ),
 }
 
+PRESETS["hand_demo"] = SimGANConfig(
+    name="hand_demo",
+    data=DataConfig(image_height=64, image_width=64, image_channels=1, simulator="hand",
+                    shuffle_buffer=2_000, simulator_num_synthetic=4_000,
+                    simulator_num_real=4_000, simulator_num_real_test=1_000),
+    refiner=RefinerConfig(filters=32, kernel_size=5, num_blocks=4),
+    discriminator=DiscriminatorConfig(layers=HAND_DEMO_DISCRIMINATOR),
+    train=dataclasses.replace(
+        _GAZE.train, batch_size=16, steps=150, pretrain_refiner_steps=150,
+        pretrain_discriminator_steps=50, history_size=16 * 100, log_every=25,
+        image_every=100, checkpoint_every=200),
+)
+
 # What `--dataset=NAME` resolves to when no data folder is given.
-DEMO_PRESETS = {"gaze": "gaze_demo"}
+DEMO_PRESETS = {"gaze": "gaze_demo", "hand": "hand_demo"}
+SIMULATORS = ("eyes", "hand")
 
 
 def get_preset(name: str) -> SimGANConfig:

@@ -122,18 +122,25 @@ def resolve_data_dir(config: config_lib.SimGANConfig, cache_dir: str | None = No
             raise FileNotFoundError(f"--data_dir does not exist: {config.data.data_dir}")
         return config.data.data_dir
     d = config.data
-    logging.info(
-        "No data folder given: using the built-in eye simulator (synthetic and 'real' "
-        "eyes rendered procedurally) in %s. To train on UnityEyes and MPIIGaze, convert "
-        "them with `python -m data_prep.unityeyes` and `python -m data_prep.mpiigaze` "
-        "and pass --data_dir (see README).",
-        builtin_data.simulator_data_dir(cache_dir or builtin_data.default_cache_dir(),
-                                        num_synthetic=d.simulator_num_synthetic,
-                                        num_real=d.simulator_num_real,
-                                        num_real_test=d.simulator_num_real_test))
-    return builtin_data.ensure_simulator_data(
-        cache_dir, num_synthetic=d.simulator_num_synthetic, num_real=d.simulator_num_real,
-        num_real_test=d.simulator_num_real_test)
+    counts = dict(num_synthetic=d.simulator_num_synthetic, num_real=d.simulator_num_real,
+                  num_real_test=d.simulator_num_real_test, kind=d.simulator,
+                  size=d.image_height)
+    where = builtin_data.simulator_data_dir(cache_dir or builtin_data.default_cache_dir(),
+                                            **counts)
+    if d.simulator == "eyes":
+        logging.info(
+            "No data folder given: using the built-in eye simulator (synthetic and 'real' "
+            "eyes rendered procedurally) in %s. To train on UnityEyes and MPIIGaze, "
+            "convert them with `python -m data_prep.unityeyes` and `python -m "
+            "data_prep.mpiigaze` and pass --data_dir (see README).", where)
+    else:
+        logging.info(
+            "No data folder given: using the built-in hand depth simulator at a reduced "
+            "resolution of %dx%d with reduced networks, so the run finishes in minutes on "
+            "a CPU, in %s. To train the paper's 224x224 networks on NYU hand, convert it "
+            "with `python -m data_prep.nyu_hand` and pass --data_dir (see README).",
+            d.image_height, d.image_width, where)
+    return builtin_data.ensure_simulator_data(cache_dir, **counts)
 
 
 def sample_images(data_dir: str, split: str, n: int) -> np.ndarray:

@@ -60,3 +60,31 @@ def test_train_without_data_dir_uses_the_simulator_and_says_so(tmp_path, caplog)
     text = caplog.text
     assert "built-in eye simulator" in text and "data_prep.unityeyes" in text
     assert "Rendering 32 synthetic eye images" in text
+
+
+def test_hand_depth_data_and_training_without_data_dir(tmp_path, caplog):
+    data_dir = builtin_data.ensure_simulator_data(
+        str(tmp_path / "cache"), num_synthetic=16, num_real=16, num_real_test=4,
+        kind="hand", size=64)
+    info = schema.read_dataset_info(data_dir)
+    assert info.image_shape == (64, 64, 1) and info.image_dtype == "uint16"
+    assert info.pixel_range == [0.0, 2000.0]
+    assert info.splits["real"].label_fields == {schema.LABEL_JOINTS_UVD: 42}
+    example = next(data.read_split(data_dir, "synthetic").as_numpy_iterator())
+    image = example["image"]
+    assert image.min() == -1.0  # background depth 0
+    assert -1.0 < image[image > -1].min() and image.max() < 0.0  # hands nearer than 1 m
+    assert example[schema.LABEL_JOINTS_UVD].shape == (42,)
+
+    config = config_lib.override(config_lib.get_preset("hand_demo"), {
+        "data.simulator_num_synthetic": 16, "data.simulator_num_real": 16,
+        "data.simulator_num_real_test": 4, "train.batch_size": 4, "train.steps": 1,
+        "train.pretrain_refiner_steps": 1, "train.pretrain_discriminator_steps": 1,
+        "train.history_size": 4, "train.export": False})
+    logging.set_verbosity(logging.INFO)
+    with caplog.at_level("INFO"):
+        result = train_lib.train(config, str(tmp_path / "run"),
+                                 cache_dir=str(tmp_path / "cache"), verbose=0)
+    assert result.step == 5 and result.config.data.data_dir == data_dir
+    assert "hand depth simulator at a reduced resolution of 64x64" in caplog.text
+    assert "data_prep.nyu_hand" in caplog.text

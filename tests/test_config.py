@@ -20,7 +20,8 @@ def test_paper_settings_in_presets():
     assert (hand.train.pretrain_refiner_steps, hand.train.pretrain_discriminator_steps) == (500, 200)
     assert (hand.refiner.kernel_size, hand.refiner.num_blocks) == (7, 10)
     assert hand.image_shape == (224, 224, 1)
-    assert config_lib.DEMO_PRESETS["gaze"] == "gaze_demo"
+    assert config_lib.DEMO_PRESETS == {"gaze": "gaze_demo", "hand": "hand_demo"}
+    assert config_lib.get_preset("hand_demo").data.simulator == "hand"
     assert config_lib.get_preset("gaze_demo").refiner == gaze.refiner
 
 

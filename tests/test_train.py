@@ -83,9 +83,10 @@ def test_train_py_reports_bad_flags(tmp_path):
     assert result.returncode != 0
     assert "Received: 7" in result.stderr
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=hand",
+        [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=faces",
          f"--model_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and "needs --data_dir" in result.stderr
+    assert result.returncode != 0 and "Unknown preset" in result.stderr
+    assert "'faces'" in result.stderr
 
 
 def test_resume_continues_from_the_latest_checkpoint(shifted_data_dir, tmp_path):
