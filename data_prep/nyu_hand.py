@@ -20,8 +20,8 @@ depth, `real_test/` = test depth. Per frame (see `data_prep/README.md`):
 * Resampling to `size x size` (224 by default) is nearest-neighbour, so no depth value is
   invented at the hand's edges and the background stays exactly 0.
 * Image: uint16 `[size, size, 1]`, foreground = depth in mm (> 0), background = 0.
-  `dataset.json` records `pixel_range: [0, 2000]`, so the reader maps depth d (mm) to
-  d / 1000 - 1: background -1, a hand at 800 mm about -0.2.
+  `dataset.json` records `pixel_range: [-1000, 2000]`, so the reader maps depth d (mm)
+  to (d - 500) / 1500: background -1/3, a hand at 800 mm 0.2.
 * `label/joints_uvd`: the 14 evaluation joints `[0, 3, 6, 9, 12, 15, 18, 21, 24, 25, 27,
   30, 31, 32]` of `joint_uvd`, flattened `[14, 3]`: `u, v` in pixels of the output crop
   (pixel centres at integers, as in NYU's uvd), `d` in mm (unchanged).
@@ -46,9 +46,10 @@ NUM_JOINTS = 36
 FX = 588.036865  # Focal length in pixels (fy = 587.075073 differs by 0.2%).
 FRAME_SIZE = (640, 480)  # (width, height)
 DEFAULT_CROP_MM = 300.0
-# The reader maps depth 0 (background) .. 2000 mm to [-1, 1] (dataset.json pixel_range):
-# NYU's Kinect frames put the far background near 2001 mm and hands well inside.
-PIXEL_RANGE = (0, 2000)
+# The reader maps depth -1000 .. 2000 mm to [-1, 1] (dataset.json pixel_range): the
+# background (0) becomes -1/3, away from the refiner's tanh saturation at -1, and hands
+# (about 500-1200 mm) lie in 0 .. 0.47.
+PIXEL_RANGE = (-1000, 2000)
 DEFAULT_SIZE = 224
 DEFAULT_CAMERAS = (1,)
 SPLITS = {  # split -> (input folder, file prefix, domain)

@@ -3,7 +3,7 @@
 `ensure_simulator_data` returns a cached data folder with `synthetic/`, `real/` and
 `real_test/`, rendered by the eye simulator (`simulator.py`: 35x55 grayscale eyes with
 `label/gaze`) or the hand depth simulator (`hand_simulator.py`: depth in mm, background 0,
-`pixel_range` [0, 2000], with `label/joints_uvd`), generating whatever is missing.
+`pixel_range` [-1000, 2000], with `label/joints_uvd`), generating whatever is missing.
 Generation is deterministic from the seed, so the same arguments give the same records.
 """
 
@@ -20,7 +20,7 @@ CACHE_ENV = "SIMGAN_TF_CACHE"
 # Bump when a simulator's images change, so stale caches are not reused.
 SIMULATOR_DATA_VERSION = 1
 KINDS = ("eyes", "hand")
-HAND_PIXEL_RANGE = (0, 2000)
+HAND_PIXEL_RANGE = (-1000, 2000)  # as data_prep.nyu_hand: background 0 mm -> -1/3
 _CHUNK = 2000
 
 

@@ -196,7 +196,8 @@ class PhaseLogger(keras.callbacks.Callback):
             l1 = float(logs.get("refiner_l1_per_pixel", float("nan")))
             logging.info(
                 "Refiner pretraining done (%d steps): L1 per pixel |R(x) - x| = %.4f in "
-                "[-1, 1] units (%.2f gray levels of 255).", step, l1, l1 * 127.5)
+                "[-1, 1] units (%.2f%% of the range; near 0 means R is the identity).",
+                step, l1, l1 * 50.0)
         if step == schedule.adversarial_start and schedule.pretrain_discriminator_steps > 0:
             logging.info(
                 "Discriminator pretraining done (%d steps): accuracy real %.3f, refined %.3f.",

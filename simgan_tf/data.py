@@ -6,8 +6,8 @@
 Image scaling: a pixel p maps to 2 (p - lo) / (hi - lo) - 1, clipped to [-1, 1], where
 `[lo, hi]` is the data folder's `pixel_range` (`dataset.json`), by default the dtype's full
 range: 8-bit PNG pixels [0, 255] map to p / 127.5 - 1, 16-bit ones [0, 65535] to
-p / 32767.5 - 1. Depth data sets its range in mm (NYU hand: [0, 2000], so background 0 is
--1 and 2 m is +1). `to_uint` inverts the mapping (exactly, for the default ranges).
+p / 32767.5 - 1. Depth data sets its range in mm (NYU hand and the hand simulator:
+[-1000, 2000], so background 0 is -1/3, 500 mm is 0 and 2 m is +1). `to_uint` inverts the mapping (exactly, for the default ranges).
 """
 
 from __future__ import annotations

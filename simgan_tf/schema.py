@@ -233,7 +233,9 @@ class DatasetInfo:
       schema_version: `SCHEMA_VERSION` of the writer.
       pixel_range: `[lo, hi]` pixel values the reader maps to -1 and +1 (values outside
         are clipped); `None` means the dtype's full range, `[0, 255]` or `[0, 65535]`.
-        Depth data sets it to its depth range in mm (NYU hand: `[0, 2000]`).
+        lo may be below the dtype's minimum: depth data in mm uses `[-1000, 2000]`, so
+        the background (0) maps to -1/3, not to -1, which a tanh refiner output only
+        approaches asymptotically.
     """
     image_height: int
     image_width: int
@@ -292,11 +294,11 @@ def check_pixel_range(pixel_range, image_dtype: str) -> list:
         lo, hi = (float(v) for v in pixel_range)
     except (TypeError, ValueError):
         raise ValueError(f"Expected pixel_range [lo, hi]. Received: {pixel_range!r}") from None
-    top = np.iinfo(image_dtype).max
-    if not 0 <= lo < hi <= top:
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi and hi > 0
+            and lo < np.iinfo(image_dtype).max):
         raise ValueError(
-            f"Expected pixel_range with 0 <= lo < hi <= {top} for {image_dtype} images. "
-            f"Received: {pixel_range!r}")
+            f"Expected a finite pixel_range [lo, hi] with lo < hi that overlaps the "
+            f"{image_dtype} values. Received: {pixel_range!r}")
     return [lo, hi]
 
 

@@ -68,12 +68,13 @@ def test_hand_depth_data_and_training_without_data_dir(tmp_path, caplog):
         kind="hand", size=64)
     info = schema.read_dataset_info(data_dir)
     assert info.image_shape == (64, 64, 1) and info.image_dtype == "uint16"
-    assert info.pixel_range == [0.0, 2000.0]
+    assert info.pixel_range == [-1000.0, 2000.0]
     assert info.splits["real"].label_fields == {schema.LABEL_JOINTS_UVD: 42}
     example = next(data.read_split(data_dir, "synthetic").as_numpy_iterator())
     image = example["image"]
-    assert image.min() == -1.0  # background depth 0
-    assert -1.0 < image[image > -1].min() and image.max() < 0.0  # hands nearer than 1 m
+    np.testing.assert_allclose(image.min(), -1 / 3, atol=1e-6)  # background depth 0
+    hand = image[image > -0.3]  # hands at about 450-1050 mm: (d - 500) / 1500
+    assert hand.size > 200 and -0.1 < hand.min() and hand.max() < 0.4
     assert example[schema.LABEL_JOINTS_UVD].shape == (42,)
 
     config = config_lib.override(config_lib.get_preset("hand_demo"), {

@@ -119,6 +119,13 @@ def test_pixel_range_scales_depth_and_clips(tmp_path):
         with SplitWriter(str(tmp_path), "synthetic", domain="synthetic",
                          image_shape=(1, 4, 1), image_dtype="uint16"):
             pass
-    with pytest.raises(ValueError, match=r"0 <= lo < hi <= 255.*\[0, 300\]"):
+    with pytest.raises(ValueError, match=r"overlaps the uint8 values. Received: \[300, 100\]"):
         SplitWriter(str(tmp_path), "x", domain="real", image_shape=(1, 4, 1),
-                    pixel_range=[0, 300])
+                    pixel_range=[300, 100])
+    # lo below the dtype's minimum: depth 0 (background) maps inside (-1, 1).
+    depth = tf.constant([0, 500, 2000], tf.uint16)
+    np.testing.assert_allclose(data.scale_image(depth, "uint16", [-1000, 2000]).numpy(),
+                               [-1 / 3, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_array_equal(
+        data.to_uint(data.scale_image(depth, "uint16", [-1000, 2000]), "uint16",
+                     [-1000, 2000]).numpy(), [0, 500, 2000])

@@ -59,15 +59,16 @@ def test_hand_preset_trains_on_converted_nyu_depth(tmp_path):
     nyu_hand.convert(root, data_dir, options=nyu_fixtures._options())
     info = schema.read_dataset_info(data_dir)
     assert info.image_shape == (224, 224, 1) and info.image_dtype == "uint16"
-    assert info.pixel_range == [0.0, 2000.0]
+    assert info.pixel_range == [-1000.0, 2000.0]
 
-    # Depth in mm maps to d / 1000 - 1: background -1, the hand inside (-1, 1).
+    # Depth d in mm maps to (d - 500) / 1500: background -1/3, the hand (731 mm and
+    # more in the genuine frame) above 0.15.
     raw = nyu_fixtures._read_split(data_dir, "real")[0]["image"].astype(np.float32)
     scaled = next(data.read_split(data_dir, "real").as_numpy_iterator())["image"]
-    np.testing.assert_allclose(scaled, raw / 1000.0 - 1.0, atol=1e-6)
+    np.testing.assert_allclose(scaled, (raw - 500.0) / 1500.0, atol=1e-6)
     hand = scaled[raw > 0]
-    assert np.all(scaled[raw == 0] == -1.0)
-    assert -0.6 < hand.min() and hand.max() < 0.2 and hand.std() > 0.005
+    np.testing.assert_allclose(scaled[raw == 0], -1 / 3, atol=1e-6)
+    assert 0.15 < hand.min() and hand.max() < 0.6 and hand.std() > 0.005
 
     config = _train(["--dataset=hand", f"--data_dir={data_dir}"], tmp_path)
     assert config["name"] == "hand"
