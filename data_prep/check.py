@@ -25,7 +25,6 @@ are reported as warnings only.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import math
 import os
@@ -35,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from simgan_tf import schema
+from simgan_tf.writer import sha256_file
 
 DEFAULT_MAX_PROBLEMS = 20
 _PARSE_BATCH = 256
@@ -44,15 +44,6 @@ _PNG_MODES = {("uint8", 1): ("L",), ("uint8", 3): ("RGB",),
 ANGLE_LABELS = (schema.LABEL_GAZE, "label/head_pose")
 # Values per point, to report ranges per coordinate.
 _GROUPS = {schema.LABEL_JOINTS_UVD: 3, "label/landmarks_2d": 2}
-
-
-def sha256_file(path: str) -> str:
-    """Hex sha256 of a file, as recorded per shard in `dataset.json`."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

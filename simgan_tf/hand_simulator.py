@@ -54,6 +54,8 @@ import math
 
 import numpy as np
 
+from simgan_tf import sim_common
+
 DOMAINS = ("synthetic", "real")
 NUM_JOINTS = 14
 JOINT_NAMES = ("pinky_tip", "pinky_pip", "ring_tip", "ring_pip", "middle_tip",
@@ -161,18 +163,7 @@ class HandSimulatorConfig:
         if (isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer))
                 or self.size < 16):
             raise ValueError(f"Expected an integer size >= 16. Received: size={self.size!r}")
-        for field in dataclasses.fields(self):
-            if not field.name.endswith("_range"):
-                continue
-            value = getattr(self, field.name)
-            try:
-                low, high = (float(v) for v in value)
-            except (TypeError, ValueError):
-                raise ValueError(f"Expected a (low, high) pair of numbers. Received: "
-                                 f"{field.name}={value!r}") from None
-            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-                raise ValueError(f"Expected finite low <= high. Received: "
-                                 f"{field.name}={value!r}")
+        sim_common.check_ranges(self)
         for name in ("crop_mm", "finger_length_jitter", "quantization_mm", "edge_bias_mm",
                      "flying_depth_mm"):
             value = getattr(self, name)
@@ -212,26 +203,10 @@ class HandSimulatorConfig:
                              f"holes_range={self.holes_range!r}")
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Expected a non-negative integer seed. Received: seed={seed!r}")
-    return int(seed)
-
-
-def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"Expected a non-negative integer n. Received: n={n!r}")
-    return int(n)
-
-
 def _check_config(config) -> HandSimulatorConfig:
     if not isinstance(config, HandSimulatorConfig):
         raise ValueError(f"Expected a HandSimulatorConfig. Received: config={config!r}")
     return config
-
-
-def _generator(seed: int, stream: int, chunk: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, chunk)))
 
 
 def sample_pose(n: int, seed: int,
@@ -253,8 +228,8 @@ def sample_pose(n: int, seed: int,
     Raises:
       ValueError: on a negative or non-integer n or seed.
     """
-    n = _check_n(n)
-    seed = _check_seed(seed)
+    n = sim_common.check_n(n)
+    seed = sim_common.check_seed(seed)
     config = _check_config(config)
     ranges = ([config.roll_range, config.tilt_range, config.tilt_range,
                config.depth_range, config.shift_range, config.shift_range]
@@ -264,7 +239,7 @@ def sample_pose(n: int, seed: int,
     high = np.array([r[1] for r in ranges], np.float64)
     chunks = []
     for chunk, start in enumerate(range(0, n, CHUNK_SIZE)):
-        rng = _generator(seed, _STREAM_POSE, chunk)
+        rng = sim_common.generator(seed, _STREAM_POSE, chunk)
         unit = rng.random((CHUNK_SIZE, POSE_SIZE))
         chunks.append((low + unit * (high - low))[:n - start])
     if not chunks:
@@ -510,7 +485,7 @@ def render(pose: np.ndarray, domain: str, seed: int,
     if domain not in DOMAINS:
         raise ValueError(
             f"Expected domain 'synthetic' or 'real'. Received: domain={domain!r}")
-    seed = _check_seed(seed)
+    seed = sim_common.check_seed(seed)
     config = _check_config(config)
     pose = _check_pose(pose)
     n, size = pose.shape[0], config.size
@@ -520,7 +495,7 @@ def render(pose: np.ndarray, domain: str, seed: int,
     for chunk, start in enumerate(range(0, n, CHUNK_SIZE)):
         stop = min(start + CHUNK_SIZE, n)
         m = stop - start
-        rng = _generator(seed, _STREAM_GEOMETRY, chunk)
+        rng = sim_common.generator(seed, _STREAM_GEOMETRY, chunk)
         scale = rng.uniform(*config.scale_range, size=CHUNK_SIZE)
         finger_scale = rng.uniform(1.0 - jitter, 1.0 + jitter, size=(CHUNK_SIZE, 5))
         # Kinematics on a full, zero-padded chunk (depth of the padding: 1 m), so that a
@@ -536,7 +511,7 @@ def render(pose: np.ndarray, domain: str, seed: int,
                 clean > 0, np.clip(np.round(clean), 1, 65535), 0).astype(np.uint16)
         else:
             depth[start:stop] = _apply_sensor(
-                clean, _generator(seed, _STREAM_SENSOR, chunk), config)
+                clean, sim_common.generator(seed, _STREAM_SENSOR, chunk), config)
     return depth[..., None], joints
 
 

@@ -53,6 +53,8 @@ import io
 import math
 
 import numpy as np
+
+from simgan_tf import sim_common
 from PIL import Image
 
 HEIGHT = 35
@@ -154,18 +156,7 @@ class SimulatorConfig:
             if not isinstance(value, (int, np.integer)) or value < 8:
                 raise ValueError(
                     f"Expected an integer {name} >= 8. Received: {name}={value!r}")
-        for field in dataclasses.fields(self):
-            if not field.name.endswith("_range"):
-                continue
-            value = getattr(self, field.name)
-            try:
-                low, high = (float(v) for v in value)
-            except (TypeError, ValueError):
-                raise ValueError(f"Expected a (low, high) pair of numbers. Received: "
-                                 f"{field.name}={value!r}") from None
-            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-                raise ValueError(f"Expected finite low <= high. Received: "
-                                 f"{field.name}={value!r}")
+        sim_common.check_ranges(self)
         for name in ("pitch_range", "yaw_range"):
             if max(abs(v) for v in getattr(self, name)) >= math.pi / 2:
                 raise ValueError(f"Expected a range inside (-pi/2, pi/2). Received: "
@@ -198,22 +189,6 @@ def gaze_to_vector(gaze: np.ndarray) -> np.ndarray:
                      -np.cos(pitch) * np.cos(yaw)], axis=-1)
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Expected a non-negative integer seed. Received: seed={seed!r}")
-    return int(seed)
-
-
-def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"Expected a non-negative integer n. Received: n={n!r}")
-    return int(n)
-
-
-def _generator(seed: int, stream: int, chunk: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, chunk)))
-
-
 def _uniform(rng: np.random.Generator, value_range, size=CHUNK_SIZE) -> np.ndarray:
     low, high = value_range
     return rng.uniform(low, high, size=size).astype(np.float32)
@@ -234,11 +209,11 @@ def sample_gaze(n: int, seed: int,
     Returns:
       `[n, 2]` float32 (pitch, yaw), radians.
     """
-    n = _check_n(n)
-    seed = _check_seed(seed)
+    n = sim_common.check_n(n)
+    seed = sim_common.check_seed(seed)
     chunks = []
     for chunk, start in enumerate(range(0, n, CHUNK_SIZE)):
-        rng = _generator(seed, _STREAM_GAZE, chunk)
+        rng = sim_common.generator(seed, _STREAM_GAZE, chunk)
         pitch = rng.uniform(*config.pitch_range, size=CHUNK_SIZE)
         yaw = rng.uniform(*config.yaw_range, size=CHUNK_SIZE)
         chunks.append(np.stack([pitch, yaw], axis=-1)[:n - start])
@@ -499,7 +474,7 @@ def render(gaze: np.ndarray, domain: str, seed: int,
     if domain not in DOMAINS:
         raise ValueError(
             f"Expected domain 'synthetic' or 'real'. Received: domain={domain!r}")
-    seed = _check_seed(seed)
+    seed = sim_common.check_seed(seed)
     try:
         gaze = np.asarray(gaze, dtype=np.float64)
     except (TypeError, ValueError):
@@ -520,7 +495,7 @@ def render(gaze: np.ndarray, domain: str, seed: int,
     images = np.zeros((n, config.height, config.width), np.uint8)
     for chunk, start in enumerate(range(0, n, CHUNK_SIZE)):
         stop = min(start + CHUNK_SIZE, n)
-        params = _draw_geometry(_generator(seed, _STREAM_GEOMETRY, chunk), config)
+        params = _draw_geometry(sim_common.generator(seed, _STREAM_GEOMETRY, chunk), config)
         params = {name: value[:stop - start] for name, value in params.items()}
         layers = _render_clean(gaze[start:stop], params, config)
         if domain == "synthetic":
@@ -528,7 +503,7 @@ def render(gaze: np.ndarray, domain: str, seed: int,
                 np.clip(layers["image"], 0.0, 1.0) * 255.0).astype(np.uint8)
         else:
             images[start:stop] = _apply_camera(
-                layers, _generator(seed, _STREAM_CAMERA, chunk), stop - start, config)
+                layers, sim_common.generator(seed, _STREAM_CAMERA, chunk), stop - start, config)
     return images[..., None]
 
 

@@ -20,7 +20,8 @@ from simgan_tf import schema
 DEFAULT_SHARD_BYTES = 64 * 2**20
 
 
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
+    """Hex sha256 of a file, as recorded per shard in `dataset.json`."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(2**20), b""):
@@ -138,7 +139,7 @@ class SplitWriter:
         self._shards.append({
             "file": os.path.basename(self._shard_path),
             "count": self._shard_count,
-            "sha256": _sha256(self._shard_path),
+            "sha256": sha256_file(self._shard_path),
         })
 
     def __exit__(self, exc_type, exc, tb):
