@@ -24,10 +24,9 @@ reductions the paper's SGD at learning rate 0.001 barely moves the refiner in pr
 and its lambda (1e-4 in public code) lets the adversarial term dominate, so the refiner
 collapses to a constant image. Our defaults use Adam: refiner learning rate 1e-3 during
 its pretraining and 2e-4 afterwards, discriminator learning rate 1e-3, and lambda = 0.1 per
-summed pixel. Measured on the built-in simulator (README, "Defaults"), lambda = 0.05 with a
-refiner rate of 1e-4 and a discriminator rate of 1e-3 let the refiner distort the eyes (mean
-per-image correlation with the input 0.42), while these defaults kept it at 0.91 and
-matched the real images' noise level.
+summed pixel. README ("Defaults") gives what they did on the built-in simulator, measured
+with `bench/refine_stats.py`; lambda = 0.05 with a refiner rate of 1e-4 let the refiner
+distort the eyes.
 """
 
 from __future__ import annotations
@@ -197,12 +196,6 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     export: bool = True
-
-    @property
-    def total_updates(self) -> int:
-        """Number of parameter updates (train steps) of the whole run."""
-        return (self.pretrain_refiner_steps + self.pretrain_discriminator_steps
-                + self.steps * (self.k_g + self.k_d))
 
 
 @dataclasses.dataclass(frozen=True)
