@@ -77,4 +77,5 @@ def load_refiner(path: str):
         return serve(**{INPUT_KEY: tf.convert_to_tensor(images, tf.float32)})[OUTPUT_KEY]
 
     refine.loaded = loaded
+    refine.input_spec = serve.structured_input_signature[1][INPUT_KEY]
     return refine

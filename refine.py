@@ -1,0 +1,38 @@
+"""Refines a TFRecord split with an exported refiner.
+
+  python refine.py --saved_model=<model_dir>/export/refiner/<step> \
+      --input_dir=<data>/synthetic --output_dir=<data>/refined
+
+Every record is copied with its key, domain and labels unchanged and its image replaced
+by the refined one; the output split's `dataset.json` entry says where it came from.
+Parses flags and calls `simgan_tf.refinement.refine_split`; nothing else happens here.
+"""
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("saved_model", None, "Exported refiner SavedModel folder "
+                    "(<model_dir>/export/refiner/<step>).", required=True)
+flags.DEFINE_string("input_dir", None, "Split folder to refine, e.g. <data>/synthetic.",
+                    required=True)
+flags.DEFINE_string("output_dir", None, "Split folder to write, e.g. <data>/refined.",
+                    required=True)
+flags.DEFINE_integer("batch_size", 256, "Images per refiner call.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from simgan_tf import refinement  # imports TensorFlow
+
+    try:
+        info = refinement.refine_split(FLAGS.saved_model, FLAGS.input_dir, FLAGS.output_dir,
+                                       batch_size=FLAGS.batch_size, progress=True)
+    except (ValueError, FileNotFoundError) as e:
+        raise app.UsageError(str(e)) from None
+    logging.info("Wrote %d refined images to %s.", info.count, FLAGS.output_dir)
+
+
+if __name__ == "__main__":
+    app.run(main)
