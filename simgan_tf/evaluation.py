@@ -129,8 +129,11 @@ def _threshold_key(d) -> str:
 
 
 def write_results(path: str, results: dict) -> None:
-    """Writes results.json atomically (a temporary file renamed into place)."""
-    schema.write_json_atomic(path, results)
+    """Writes results.json atomically (a temporary file renamed into place).
+
+    Keys keep their order (training splits as given, d ascending).
+    """
+    schema.write_json_atomic(path, results, sort_keys=False)
 
 
 def read_results(path: str) -> dict:
@@ -158,9 +161,8 @@ def plot_curves(results: dict, path: str, *, title: str = "", xlabel: str | None
     figure, axes = plt.subplots(figsize=(6, 4.5), dpi=100)
     unit = "degrees"
     for name, summary in results.items():
-        within = summary["within"]
-        d = [float(k) for k in within]
-        axes.plot(d, list(within.values()), marker="o", markersize=3,
+        points = sorted((float(d), p) for d, p in summary["within"].items())
+        axes.plot([d for d, _ in points], [p for _, p in points], marker="o", markersize=3,
                   label=f"{name} (mean {summary['mean']:.2f})")
         unit = summary.get("unit", unit)
     axes.set_xlabel(xlabel or f"distance from ground truth ({unit})")

@@ -328,13 +328,13 @@ def read_dataset_info(data_dir: str) -> DatasetInfo:
     return DatasetInfo.from_json(data, path)
 
 
-def write_json_atomic(path: str, data: Any) -> None:
+def write_json_atomic(path: str, data: Any, sort_keys: bool = True) -> None:
     """Writes JSON to `path` through a temporary file and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
+            json.dump(data, f, indent=2, sort_keys=sort_keys)
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:

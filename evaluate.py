@@ -1,0 +1,82 @@
+"""The paper's evaluation: estimators trained on each split, tested on real images.
+
+  python evaluate.py --dataset=gaze --data_dir=<data> --train_splits=synthetic,refined \
+      --test_split=real_test --output_dir=<folder>
+
+Writes `<output_dir>/results.json` (per training split: mean and median error and
+"% within d" for d = 1..20, degrees for gaze, pixels for hands, and the realism score)
+and `<output_dir>/curves.png`. Parses flags and calls `simgan_tf.eval_lib.evaluate`.
+"""
+
+import dataclasses
+
+from absl import app, flags, logging
+
+from simgan_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("dataset", "gaze", ["gaze", "hand"], "Task: gaze (paper's gaze "
+                  "estimator, angular error) or hand (stacked hourglass, joint error).")
+flags.DEFINE_string("data_dir", None, "Data folder holding the training and test splits.",
+                    required=True)
+flags.DEFINE_list("train_splits", ["synthetic", "refined"], "Labelled splits to train on.")
+flags.DEFINE_string("test_split", "real_test", "Labelled real split to test on.")
+flags.DEFINE_string("output_dir", None, "Where results.json and curves.png go.",
+                    required=True)
+flags.DEFINE_string("realism_split", "real_test", "Real split the realism classifier "
+                    "compares each training split with; empty to skip the realism score.")
+flags.DEFINE_integer("batch_size", None, "Global batch size of the estimator.")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate of the estimator.")
+flags.DEFINE_integer("steps", None, "Training steps of each estimator.")
+flags.DEFINE_integer("seed", None, "Seed of initialization and data order.")
+flags.DEFINE_integer("realism_steps", None, "Training steps of the realism classifier.")
+flags.DEFINE_integer("realism_images", None, "Images of each set for the realism "
+                     "classifier (half train it, half test it).")
+flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "Distribution strategy.")
+flags.DEFINE_bool("verbose", False, "Show Keras progress bars.")
+
+
+def resolve_config():
+    from simgan_tf import eval_lib
+
+    config = eval_lib.PRESETS[FLAGS.dataset]
+    fields = {"batch_size": FLAGS.batch_size, "learning_rate": FLAGS.learning_rate,
+              "steps": FLAGS.steps, "seed": FLAGS.seed}
+    config = dataclasses.replace(config, **{k: v for k, v in fields.items() if v is not None})
+    realism_fields = {"steps": FLAGS.realism_steps, "num_images": FLAGS.realism_images,
+                      "seed": FLAGS.seed}
+    realism = dataclasses.replace(
+        config.realism, **{k: v for k, v in realism_fields.items() if v is not None})
+    return dataclasses.replace(config, realism=realism).validate()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from simgan_tf import eval_lib, train_lib  # imports TensorFlow
+
+    try:
+        config = resolve_config()
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    strategy = train_lib.build_strategy(FLAGS.strategy)
+    try:
+        results = eval_lib.evaluate(
+            config, FLAGS.data_dir, FLAGS.train_splits, FLAGS.test_split, FLAGS.output_dir,
+            realism_split=FLAGS.realism_split or None, strategy=strategy,
+            verbose="auto" if FLAGS.verbose else 0)
+    except (ValueError, FileNotFoundError) as e:
+        raise app.UsageError(str(e)) from None
+    for split, summary in results["splits"].items():
+        within = summary["within"]
+        realism = summary.get("realism", {}).get("accuracy")
+        logging.info("%-12s mean %.2f median %.2f %s | within 5: %.1f%% 10: %.1f%%%s", split,
+                     summary["mean"], summary["median"], summary["unit"],
+                     within.get("5", float("nan")), within.get("10", float("nan")),
+                     f" | realism accuracy {realism:.3f}" if realism is not None else "")
+    logging.info("Wrote %s/results.json and curves.png.", FLAGS.output_dir)
+
+
+if __name__ == "__main__":
+    app.run(main)

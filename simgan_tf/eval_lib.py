@@ -1,0 +1,239 @@
+"""The paper's evaluation: train a task network on one split, test it on real images.
+
+`evaluate(config, data_dir, train_splits, test_split, output_dir)` trains one estimator
+per training split (for example `synthetic` and `refined`) with the same settings and
+seed, tests each on the labelled real split, and writes
+
+  results.json   per training split: mean, median, "% within d" for d in
+                 `config.thresholds`, image counts, and (optionally) the realism score
+  curves.png     the cumulative curves of all training splits on one figure
+
+Tasks: `gaze` (paper's gaze estimator, angular error in degrees, needs `label/gaze`) and
+`hand` (stacked hourglass, joint error in image pixels, needs `label/joints_uvd`). The
+estimator is built and trained in the given distribution strategy's scope; `fit`
+splits each global batch across replicas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from simgan_tf import data, estimators, evaluation, realism, schema
+
+TASKS = ("gaze", "hand")
+RESULTS_FILE = "results.json"
+CURVES_FILE = "curves.png"
+_LABEL = {"gaze": schema.LABEL_GAZE, "hand": schema.LABEL_JOINTS_UVD}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """How an estimator is trained and tested.
+
+    Attributes:
+      task: `gaze` or `hand`.
+      batch_size: global batch size.
+      learning_rate: Adam step size.
+      steps: training steps.
+      seed: initialization and data order (the same for every training split).
+      shuffle_buffer: records in the shuffle buffer.
+      hourglass: the hand estimator's sizes (`hand` only).
+      thresholds: d values of the cumulative curve (degrees or pixels).
+      realism: settings of the realism classifier.
+    """
+    task: str = "gaze"
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    steps: int = 1500
+    seed: int = 0
+    shuffle_buffer: int = 10_000
+    hourglass: estimators.HourglassConfig = estimators.HourglassConfig()
+    thresholds: tuple = evaluation.DEFAULT_THRESHOLDS
+    realism: realism.RealismConfig = realism.RealismConfig()
+
+    def validate(self) -> "EvalConfig":
+        checks = [
+            (self.task in TASKS, f"task must be one of {TASKS}. Received: {self.task!r}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1. Received: {self.batch_size}"),
+            (self.learning_rate > 0, f"learning_rate must be > 0. Received: {self.learning_rate}"),
+            (self.steps >= 1, f"steps must be >= 1. Received: {self.steps}"),
+            (len(self.thresholds) >= 1 and all(d > 0 for d in self.thresholds),
+             f"thresholds must be positive numbers. Received: {self.thresholds}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if self.task == "hand":
+            self.hourglass.validate()
+        self.realism.validate()
+        return self
+
+
+PRESETS = {
+    "gaze": EvalConfig(task="gaze"),
+    "hand": EvalConfig(task="hand", batch_size=16, learning_rate=2.5e-4, steps=3000,
+                       shuffle_buffer=2_000),
+}
+
+
+def _check_labels(info: schema.DatasetInfo, data_dir: str, split: str, task: str):
+    if split not in info.splits:
+        raise ValueError(f"{schema.dataset_info_path(data_dir)} has no split {split!r}. "
+                         f"Available: {sorted(info.splits)}.")
+    if _LABEL[task] not in info.splits[split].label_fields:
+        raise ValueError(
+            f"Split {split!r} of {data_dir} has no {_LABEL[task]} labels (it has "
+            f"{sorted(info.splits[split].label_fields)}); the {task} evaluation needs them.")
+    if info.splits[split].count == 0:
+        raise ValueError(f"Split {split!r} of {data_dir} is empty.")
+
+
+def _targets(config: EvalConfig, image_size: int):
+    """Maps a parsed example to (image, training target)."""
+    if config.task == "gaze":
+        return lambda e: (e["image"], estimators.gaze_to_vector(e[schema.LABEL_GAZE]))
+    hg = config.hourglass
+
+    def hand(e):
+        uv = tf.reshape(e[schema.LABEL_JOINTS_UVD], [-1, 3])[:, :2]
+        maps = estimators.joint_heatmaps(uv[None], image_size, hg.heatmap_size, hg.sigma)[0]
+        return e["image"], maps
+    return hand
+
+
+def build_estimator(config: EvalConfig, image_shape) -> keras.Model:
+    """Builds and compiles the task's estimator. Call inside the strategy scope."""
+    if config.task == "gaze":
+        model = estimators.build_gaze_estimator(image_shape)
+        loss = estimators.gaze_loss
+    else:
+        model = estimators.build_hand_estimator(image_shape, config.hourglass)
+        loss = estimators.heatmap_loss
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
+    return model
+
+
+def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
+                    strategy: tf.distribute.Strategy | None = None,
+                    verbose: int = 0) -> keras.Model:
+    """Trains a fresh estimator on one labelled split for `config.steps` steps."""
+    config.validate()
+    info = schema.read_dataset_info(data_dir)
+    _check_labels(info, data_dir, split, config.task)
+    strategy = strategy or tf.distribute.get_strategy()
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(f"batch_size {config.batch_size} does not split over "
+                         f"{strategy.num_replicas_in_sync} replicas.")
+    keras.utils.set_random_seed(config.seed)
+    dataset = (data.read_split(data_dir, split, info=info, shuffle=True, repeat=True,
+                               seed=config.seed, shuffle_buffer=config.shuffle_buffer)
+               .map(_targets(config, info.image_height), num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(config.batch_size, drop_remainder=True)
+               .prefetch(tf.data.AUTOTUNE))
+    with strategy.scope():
+        model = build_estimator(config, info.image_shape)
+    model.fit(dataset, epochs=1, steps_per_epoch=config.steps, shuffle=False,
+              verbose=verbose)
+    return model
+
+
+def test_estimator(config: EvalConfig, model: keras.Model, data_dir: str, split: str) -> dict:
+    """Tests a trained estimator on a labelled split; returns `evaluation.summarize`."""
+    info = schema.read_dataset_info(data_dir)
+    _check_labels(info, data_dir, split, config.task)
+    label = _LABEL[config.task]
+    images, labels = [], []
+    for batch in data.read_split(data_dir, split, info=info).batch(512).as_numpy_iterator():
+        images.append(batch["image"])
+        labels.append(batch[label])
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    predictions = model.predict(images, batch_size=256, verbose=0)
+    if config.task == "gaze":
+        errors = evaluation.angular_errors(evaluation.gaze_vectors(labels), predictions)
+        return evaluation.summarize(errors, config.thresholds, unit="degrees")
+    joints = estimators.heatmaps_to_joints(predictions[:, -1], info.image_height).numpy()
+    true_uv = labels.reshape(len(labels), -1, 3)[..., :2]
+    errors = evaluation.joint_errors(true_uv, joints)
+    return evaluation.summarize(errors, config.thresholds, per_image=errors.max(axis=1),
+                                unit="pixels")
+
+
+def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_split: str,
+             output_dir: str, *, realism_split: str | None = None,
+             strategy: tf.distribute.Strategy | None = None, verbose: int = 0) -> dict:
+    """Trains on each training split, tests on `test_split`, writes the results.
+
+    Args:
+      config: estimator settings (validated here).
+      data_dir: data folder holding every split.
+      train_splits: labelled splits to train on, e.g. `["synthetic", "refined"]`.
+      test_split: labelled real split to test on, e.g. `real_test`.
+      output_dir: where results.json and curves.png go (created).
+      realism_split: real split the realism classifier compares each training split
+        with (`None`: no realism score).
+      strategy: distribution strategy (default: the current one).
+      verbose: Keras progress bar mode of training.
+
+    Returns:
+      The results dict written to results.json.
+    """
+    config.validate()
+    if not train_splits:
+        raise ValueError("Expected at least one training split. Received none.")
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"--data_dir does not exist: {data_dir}")
+    info = schema.read_dataset_info(data_dir)
+    # Check every split before any long work.
+    for split in [*train_splits, test_split]:
+        _check_labels(info, data_dir, split, config.task)
+    if realism_split and realism_split not in info.splits:
+        raise ValueError(f"{schema.dataset_info_path(data_dir)} has no split "
+                         f"{realism_split!r} for the realism score.")
+    os.makedirs(output_dir, exist_ok=True)
+
+    real_images = None
+    if realism_split:
+        count = min(config.realism.num_images, info.splits[realism_split].count,
+                    *(info.splits[s].count for s in train_splits))
+        real_images = realism.load_images(data_dir, realism_split, count)
+    summaries = {}
+    for split in train_splits:
+        start = time.perf_counter()
+        model = train_estimator(config, data_dir, split, strategy=strategy, verbose=verbose)
+        summary = test_estimator(config, model, data_dir, test_split)
+        summary["train_images"] = info.splits[split].count
+        summary["train_seconds"] = round(time.perf_counter() - start, 1)
+        if real_images is not None:
+            candidate = realism.load_images(data_dir, split, len(real_images))
+            summary["realism"] = realism.realism_score(real_images, candidate,
+                                                       config.realism, strategy=strategy)
+        logging.info("Trained on %s, tested on %s: mean %.3f %s, median %.3f%s.", split,
+                     test_split, summary["mean"], summary["unit"], summary["median"],
+                     f", realism accuracy {summary['realism']['accuracy']:.3f}"
+                     if "realism" in summary else "")
+        summaries[split] = summary
+    results = {
+        "task": config.task,
+        "data_dir": os.path.abspath(data_dir),
+        "train_splits": list(train_splits),
+        "test_split": test_split,
+        "test_images": info.splits[test_split].count,
+        "realism_split": realism_split,
+        "config": dataclasses.asdict(config),
+        "splits": summaries,
+    }
+    evaluation.write_results(os.path.join(output_dir, RESULTS_FILE), results)
+    unit = "degrees" if config.task == "gaze" else "pixels"
+    evaluation.plot_curves(
+        summaries, os.path.join(output_dir, CURVES_FILE),
+        title=f"{config.task}: trained on each split, tested on {test_split}",
+        xlabel=f"distance from ground truth ({unit})" + (
+            "; all joints within" if config.task == "hand" else ""))
+    return results

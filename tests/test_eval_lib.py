@@ -1,0 +1,147 @@
+"""End-to-end tests of the evaluation on simulator data: evaluate(), evaluate.py, realism."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from simgan_tf import builtin_data, config as config_lib, estimators, eval_lib, export
+from simgan_tf import realism, refinement, schema
+from simgan_tf.refiner import build_refiner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY_REALISM = realism.RealismConfig(num_images=64, steps=15, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def eye_data(tmp_path_factory):
+    """Simulator eyes (synthetic, real, labelled real_test) plus a `refined` split."""
+    cache = str(tmp_path_factory.mktemp("cache"))
+    data_dir = builtin_data.ensure_simulator_data(cache, num_synthetic=160, num_real=64,
+                                                  num_real_test=96)
+    keras.utils.set_random_seed(1)
+    refiner = build_refiner((35, 55, 1), config_lib.RefinerConfig(filters=4, num_blocks=1))
+    saved_model = export.export_refiner(refiner, str(tmp_path_factory.mktemp("export")), 1,
+                                        (35, 55, 1))
+    refinement.refine_split(saved_model, os.path.join(data_dir, "synthetic"),
+                            os.path.join(data_dir, "refined"))
+    return data_dir
+
+
+def test_evaluate_gaze_end_to_end(eye_data, tmp_path, mirrored_strategy):
+    config = dataclasses.replace(eval_lib.PRESETS["gaze"], steps=6, batch_size=16,
+                                 shuffle_buffer=64, realism=TINY_REALISM)
+    out = str(tmp_path / "eval")
+    results = eval_lib.evaluate(config, eye_data, ["synthetic", "refined"], "real_test", out,
+                                realism_split="real_test", strategy=mirrored_strategy)
+    assert sorted(os.listdir(out)) == ["curves.png", "results.json"]
+    with open(os.path.join(out, "results.json")) as f:
+        saved = json.load(f)
+    assert saved == json.loads(json.dumps(results))
+    assert saved["task"] == "gaze" and saved["test_split"] == "real_test"
+    assert saved["test_images"] == 96
+    assert saved["train_splits"] == ["synthetic", "refined"]
+    assert list(saved["splits"]) == ["synthetic", "refined"]
+    for summary in saved["splits"].values():
+        assert summary["unit"] == "degrees" and summary["count"] == 96
+        assert 0 < summary["median"] < 180 and 0 < summary["mean"] < 180
+        within = summary["within"]
+        assert list(within) == [str(d) for d in range(1, 21)]
+        values = list(within.values())
+        assert values == sorted(values) and 0 <= values[0] and values[-1] <= 100
+        assert summary["train_images"] == 160
+        r = summary["realism"]
+        assert 0 <= r["accuracy"] <= 1 and r["test_images"] == 64
+    # Different training images give different estimators (same seed, same settings).
+    assert saved["splits"]["synthetic"]["mean"] != saved["splits"]["refined"]["mean"]
+    with Image.open(os.path.join(out, "curves.png")) as image:
+        assert image.format == "PNG"
+
+
+def test_evaluation_is_reproducible_for_a_seed(eye_data):
+    config = dataclasses.replace(eval_lib.PRESETS["gaze"], steps=4, batch_size=8,
+                                 shuffle_buffer=32)
+    first = eval_lib.train_estimator(config, eye_data, "synthetic")
+    second = eval_lib.train_estimator(config, eye_data, "synthetic")
+    a = eval_lib.test_estimator(config, first, eye_data, "real_test")
+    b = eval_lib.test_estimator(config, second, eye_data, "real_test")
+    assert a["mean"] == pytest.approx(b["mean"], rel=1e-4)
+
+
+def test_evaluate_rejects_unlabelled_or_missing_splits(eye_data, shifted_data_dir, tmp_path):
+    config = dataclasses.replace(eval_lib.PRESETS["gaze"], steps=1)
+    with pytest.raises(ValueError, match="'real' of .* has no label/gaze"):
+        eval_lib.evaluate(config, shifted_data_dir, ["synthetic"], "real", str(tmp_path))
+    with pytest.raises(ValueError, match="no split 'nope'"):
+        eval_lib.evaluate(config, eye_data, ["synthetic"], "nope", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        eval_lib.evaluate(config, str(tmp_path / "missing"), ["synthetic"], "real_test",
+                          str(tmp_path))
+    with pytest.raises(ValueError, match="label/joints_uvd"):
+        eval_lib.evaluate(dataclasses.replace(config, task="hand"), eye_data, ["synthetic"],
+                          "real_test", str(tmp_path))
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        dataclasses.replace(config, steps=0).validate()
+    assert os.listdir(tmp_path) == []  # nothing written before the checks
+
+
+def test_evaluate_hand_end_to_end(tmp_path):
+    data_dir = builtin_data.ensure_simulator_data(
+        str(tmp_path / "cache"), num_synthetic=48, num_real=16, num_real_test=24, kind="hand",
+        size=32)
+    config = dataclasses.replace(
+        eval_lib.PRESETS["hand"], steps=3, batch_size=8, shuffle_buffer=16,
+        hourglass=estimators.HourglassConfig(heatmap_size=8, num_stacks=1, depth=2, filters=8),
+        thresholds=(2, 4, 8, 16, 32))
+    results = eval_lib.evaluate(config, data_dir, ["synthetic"], "real_test",
+                                str(tmp_path / "eval"))
+    summary = results["splits"]["synthetic"]
+    assert summary["unit"] == "pixels" and summary["count"] == 24
+    assert list(summary["within"]) == ["2", "4", "8", "16", "32"]
+    assert 0 < summary["mean"] < 32 * np.sqrt(2)
+    assert "realism" not in summary
+    assert os.path.exists(tmp_path / "eval" / "curves.png")
+
+
+def test_realism_score_separates_what_differs_and_not_what_does_not():
+    rng = np.random.default_rng(0)
+    real = rng.uniform(-1, 1, (256, 12, 12, 1)).astype(np.float32)
+    same = rng.uniform(-1, 1, (256, 12, 12, 1)).astype(np.float32)
+    different = np.clip(same * 0.2 + 0.5, -1, 1)  # low contrast, bright
+    config = realism.RealismConfig(steps=120, batch_size=32)
+    easy = realism.realism_score(real, different, config)
+    hard = realism.realism_score(real, same, config)
+    assert easy["accuracy"] > 0.95 and easy["test_images"] == 256
+    assert 0.3 < hard["accuracy"] < 0.7
+    assert hard["cross_entropy"] > easy["cross_entropy"]
+    with pytest.raises(ValueError, match="shape"):
+        realism.realism_score(real, same[:, :8], config)
+    with pytest.raises(ValueError, match="at least 4"):
+        realism.realism_score(real[:3], same[:3], config)
+
+
+def test_evaluate_py_command(eye_data, tmp_path):
+    out = str(tmp_path / "eval")
+    command = [sys.executable, os.path.join(ROOT, "evaluate.py"), "--dataset=gaze",
+               f"--data_dir={eye_data}", "--train_splits=synthetic,refined",
+               "--test_split=real_test", f"--output_dir={out}", "--steps=3", "--batch_size=8",
+               "--realism_steps=3", "--realism_images=16", "--seed=4"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert results["config"]["steps"] == 3 and results["config"]["seed"] == 4
+    assert results["config"]["realism"]["num_images"] == 16
+    assert sorted(results["splits"]) == ["refined", "synthetic"]
+    assert "realism accuracy" in result.stderr
+    bad = subprocess.run(command[:4] + ["--train_splits=synthetic", "--test_split=nope",
+                                        f"--output_dir={out}2"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "no split 'nope'" in bad.stderr
+    assert not os.path.exists(f"{out}2")
