@@ -31,7 +31,11 @@ flags.DEFINE_integer("k_g", None, "Refiner updates per iteration (paper: 2).")
 flags.DEFINE_integer("k_d", None, "Discriminator updates per iteration (paper: 1).")
 flags.DEFINE_float("reg_weight", None, "lambda, weight of the self-regularization L1 term "
                    "(summed over pixels).")
-flags.DEFINE_integer("history_size", None, "Images in the history buffer; 0 disables it.")
+flags.DEFINE_integer("history_size", None, "Images in the history buffer; 0 disables it "
+                     "(the paper's Fig. 9 ablation).")
+flags.DEFINE_enum("adversarial_loss", None, list(config_lib.DISCRIMINATOR_OUTPUTS),
+                  "local: per-patch discriminator (paper); global: one decision per image "
+                  "(the paper's Fig. 8 ablation).")
 flags.DEFINE_enum("optimizer", None, list(config_lib.OPTIMIZERS), "Optimizer of both networks.")
 flags.DEFINE_float("refiner_lr", None, "Refiner learning rate (adversarial phase).")
 flags.DEFINE_float("discriminator_lr", None, "Discriminator learning rate.")
@@ -55,6 +59,7 @@ _OVERRIDES = {
     "k_d": "train.k_d",
     "reg_weight": "train.reg_weight",
     "history_size": "train.history_size",
+    "adversarial_loss": "discriminator.output",
     "optimizer": ("refiner_optimizer.name", "discriminator_optimizer.name"),
     "refiner_lr": "refiner_optimizer.learning_rate",
     "discriminator_lr": "discriminator_optimizer.learning_rate",

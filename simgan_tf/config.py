@@ -37,6 +37,7 @@ import typing
 from typing import Any
 
 OPTIMIZERS = ("adam", "sgd")
+DISCRIMINATOR_OUTPUTS = ("local", "global")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
 
@@ -136,8 +137,11 @@ class DiscriminatorConfig:
     Attributes:
       layers: the layer stack; the last layer must be a `conv` with 2 filters and is
         linear (its outputs are per-patch logits for the classes refined=0, real=1).
+      output: `local` (the paper's per-patch logits) or `global` (the Fig. 8 ablation:
+        the last layer is fully connected over the whole image; see discriminator.py).
     """
     layers: tuple = GAZE_DISCRIMINATOR
+    output: str = "local"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +254,9 @@ class SimGANConfig:
              f"strategy must be one of {STRATEGIES}. Received: {self.strategy!r}"),
             (self.data.simulator in SIMULATORS,
              f"data.simulator must be one of {SIMULATORS}. Received: {self.data.simulator!r}"),
+            (self.discriminator.output in DISCRIMINATOR_OUTPUTS,
+             f"discriminator.output must be one of {DISCRIMINATOR_OUTPUTS}. "
+             f"Received: {self.discriminator.output!r}"),
             (self.data.image_channels in (1, 3),
              f"data.image_channels must be 1 or 3. Received: {self.data.image_channels}"),
             (self.refiner.num_blocks >= 0 and self.refiner.filters >= 1

@@ -7,6 +7,13 @@ last is followed by a ReLU; the last is **linear**: its two outputs per spatial 
 are the logits of that patch being refined (class 0) or real (class 1). The output is a
 `[batch, h, w, 2]` map; each position sees one receptive field ("patch") of the input.
 Padding is `same` (for the gaze network at 35x55 the map is 9x14 = 126 patches).
+
+Ablation (paper, Sec. 3.1, Fig. 8): with `config.output = "global"` the last layer is a
+fully connected layer on the whole feature map instead of the 1x1 convolution, so D
+classifies the whole image with one pair of logits. That pair is repeated over the h x w
+map the local discriminator would output: the summed cross-entropy of `losses.py` then
+weighs the global decision as much as the local one weighs its h x w patches, so the two
+variants differ in what D sees, not in the balance of the loss against lambda.
 """
 
 from __future__ import annotations
@@ -39,10 +46,22 @@ def build_discriminator(image_shape: tuple[int, int, int],
         raise ValueError(
             "Expected the last discriminator layer to be a conv with 2 filters (per-patch "
             f"logits). Received: {layers[-1] if layers else None}")
+    if config.output not in config_lib.DISCRIMINATOR_OUTPUTS:
+        raise ValueError(f"Expected discriminator output in {config_lib.DISCRIMINATOR_OUTPUTS}. "
+                         f"Received: {config.output!r}")
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
     for i, spec in enumerate(layers):
         last = i == len(layers) - 1
+        if last and config.output == "global":
+            # One logit pair for the image, repeated over the local map's h x w.
+            height = -(-x.shape[1] // spec.strides)
+            width = -(-x.shape[2] // spec.strides)
+            x = keras.layers.Flatten(name="flatten")(x)
+            x = keras.layers.Dense(2, dtype="float32", name="global_logits")(x)
+            x = keras.layers.Reshape((1, 1, 2), name="as_map")(x)
+            x = keras.layers.UpSampling2D((height, width), dtype="float32", name="logits")(x)
+            break
         if spec.kind == "conv":
             x = keras.layers.Conv2D(
                 spec.filters, spec.kernel_size, strides=spec.strides, padding="same",

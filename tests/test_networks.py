@@ -76,3 +76,24 @@ def test_bad_network_configs_are_rejected():
     with pytest.raises(ValueError, match="2 filters"):
         build_discriminator((35, 55, 1), dataclasses.replace(
             config_lib.DiscriminatorConfig(), layers=layers))
+
+
+def test_global_discriminator_repeats_one_decision_over_the_local_map():
+    local = build_discriminator((35, 55, 1))
+    config = config_lib.DiscriminatorConfig(output="global")
+    d = build_discriminator((35, 55, 1), config)
+    assert d.output_shape == local.output_shape == (None, 9, 14, 2)
+    dense = [l for l in d.layers if isinstance(l, keras.layers.Dense)]
+    assert len(dense) == 1 and dense[0].units == 2
+    assert dense[0].activation is keras.activations.linear
+    # The last conv of the local stack is replaced, the hidden ones are kept.
+    assert [c.filters for c in _conv_layers(d)] == [96, 64, 32, 32]
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 35, 55, 1)).astype("float32")
+    logits = d(images).numpy()
+    np.testing.assert_array_equal(logits, np.broadcast_to(logits[:, :1, :1], logits.shape))
+    assert not np.allclose(logits[0], logits[1])  # one decision per image
+    with pytest.raises(ValueError, match="output"):
+        build_discriminator((35, 55, 1), config_lib.DiscriminatorConfig(output="patch"))
+    with pytest.raises(ValueError, match="discriminator.output"):
+        config_lib.override(config_lib.get_preset("gaze"),
+                            {"discriminator.output": "both"}).validate()
