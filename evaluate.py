@@ -38,9 +38,13 @@ flags.DEFINE_bool("verbose", False, "Show Keras progress bars.")
 
 
 def resolve_config():
-    from simgan_tf import eval_lib
+    from simgan_tf import eval_lib, schema
 
-    config = eval_lib.PRESETS[FLAGS.dataset]
+    height = schema.read_dataset_info(FLAGS.data_dir).image_height
+    name = eval_lib.preset_for(FLAGS.dataset, height)
+    if name != FLAGS.dataset:
+        logging.info("%dx%d images: using the %r estimator preset.", height, height, name)
+    config = eval_lib.PRESETS[name]
     fields = {"batch_size": FLAGS.batch_size, "learning_rate": FLAGS.learning_rate,
               "steps": FLAGS.steps, "seed": FLAGS.seed}
     config = dataclasses.replace(config, **{k: v for k, v in fields.items() if v is not None})
@@ -58,7 +62,7 @@ def main(argv):
 
     try:
         config = resolve_config()
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
     strategy = train_lib.build_strategy(FLAGS.strategy)
     try:

@@ -80,7 +80,23 @@ PRESETS = {
     "gaze": EvalConfig(task="gaze"),
     "hand": EvalConfig(task="hand", batch_size=16, learning_rate=2.5e-4, steps=3000,
                        shuffle_buffer=2_000),
+    # The built-in hand simulator's 64x64 depth images: 16x16 heatmaps, smaller network.
+    "hand_demo": EvalConfig(task="hand", batch_size=32, learning_rate=1e-3, steps=1500,
+                            shuffle_buffer=2_000,
+                            hourglass=estimators.HourglassConfig(heatmap_size=16, depth=3,
+                                                                 filters=64)),
 }
+# Images smaller than this use the `<task>_demo` preset when it exists.
+DEMO_BELOW = {"hand": 128}
+
+
+def preset_for(task: str, image_height: int) -> str:
+    """The preset name for a task and image size (`hand_demo` for small depth images)."""
+    if task not in TASKS:
+        raise ValueError(f"Expected task in {TASKS}. Received: {task!r}")
+    if task in DEMO_BELOW and image_height < DEMO_BELOW[task]:
+        return f"{task}_demo"
+    return task
 
 
 def _check_labels(info: schema.DatasetInfo, data_dir: str, split: str, task: str):

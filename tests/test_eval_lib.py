@@ -145,3 +145,13 @@ def test_evaluate_py_command(eye_data, tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "no split 'nope'" in bad.stderr
     assert not os.path.exists(f"{out}2")
+
+
+def test_small_depth_images_use_the_demo_hand_preset():
+    assert eval_lib.preset_for("hand", 224) == "hand"
+    assert eval_lib.preset_for("hand", 64) == "hand_demo"
+    assert eval_lib.preset_for("gaze", 35) == "gaze"
+    demo = eval_lib.PRESETS["hand_demo"].validate()
+    assert demo.hourglass.heatmap_size * 4 == 64  # no upsampling of 64x64 inputs
+    with pytest.raises(ValueError, match="task"):
+        eval_lib.preset_for("face", 64)
