@@ -244,7 +244,9 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
     export_path = None
     if t.export:
         export_path = export.export_refiner(
-            model.refiner, os.path.join(model_dir, EXPORT_DIR), model.step, config.image_shape)
+            model.refiner, os.path.join(model_dir, EXPORT_DIR), model.step, config.image_shape,
+            data_info=schema.read_dataset_info(data_dir), data_dir=config.data.data_dir,
+            config=config.to_json())
         logging.info("Exported the refiner to %s", export_path)
     return TrainResult(model=model, config=config, step=model.step, export_path=export_path,
                        history=history)

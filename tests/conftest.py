@@ -78,3 +78,21 @@ def mirrored_strategy():
     if not _MIRRORED:
         _MIRRORED.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     return _MIRRORED[0]
+
+
+@pytest.fixture(scope="session")
+def refiner_export(tmp_path_factory):
+    """A small refiner with random weights for 35x55x1 images and its export.
+
+    Returns:
+      `(refiner, export_path)`; the export maps 8-bit pixels over their full range.
+    """
+    import keras
+
+    from simgan_tf import config as config_lib, export
+    from simgan_tf.refiner import build_refiner
+
+    keras.utils.set_random_seed(7)
+    refiner = build_refiner(SHAPE, config_lib.RefinerConfig(filters=8, num_blocks=1))
+    path = export.export_refiner(refiner, str(tmp_path_factory.mktemp("export")), 5, SHAPE)
+    return refiner, path

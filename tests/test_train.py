@@ -71,6 +71,9 @@ def test_train_py_end_to_end(shifted_data_dir, tmp_path):
     refined = refine(images).numpy()
     assert refined.shape == (3, 35, 55, 1) and refined.dtype == np.float32
     assert np.all(np.abs(refined) <= 1)
+    card = export.read_model_card(export_path)
+    assert card["training_steps"] == total and card["config"]["train"]["reg_weight"] == 0.5
+    assert card["data"]["splits"]["synthetic"]["count"] == 256
     assert "Refiner pretraining done" in result.stderr
     assert "L1 per pixel" in result.stderr
 

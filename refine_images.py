@@ -1,0 +1,40 @@
+"""Refines a folder of image files with an exported refiner.
+
+    python refine_images.py --saved_model=runs/gaze_demo/export/refiner/900 \
+        --input_dir=my_synthetic_pngs --output_dir=refined_pngs
+
+Parses flags and calls `simgan_tf.image_files.refine_folder`. Nothing else happens here.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("saved_model", None, "Exported refiner: <model_dir>/export/refiner/<step>.",
+                    required=True)
+flags.DEFINE_string("input_dir", None, "Folder of PNG/JPEG files of the export's image size.",
+                    required=True)
+flags.DEFINE_string("output_dir", None, "Where the refined PNG files go (same file stems).",
+                    required=True)
+flags.DEFINE_integer("batch_size", 32, "Images per refiner call.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from simgan_tf import image_files
+
+    try:
+        written = image_files.refine_folder(FLAGS.saved_model, FLAGS.input_dir,
+                                            FLAGS.output_dir, batch_size=FLAGS.batch_size)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"refine_images.py: {e}")
+    logging.info("Refined %d images from %s into %s.", len(written), FLAGS.input_dir,
+                 FLAGS.output_dir)
+    print(f"Refined {len(written)} images into {FLAGS.output_dir}")
+
+
+if __name__ == "__main__":
+    app.run(main)
