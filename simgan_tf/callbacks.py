@@ -1,5 +1,10 @@
 """Keras callbacks of a SimGAN run: TensorBoard summaries, checkpoints, phase log.
 
+TensorBoard gets scalars (losses, accuracies, schedule), image grids (synthetic | refined |
+difference, real images, and refined | the discriminator's per-patch probability of
+"real"), a histogram of the refiner's output minus its input, and an HParams entry with
+the run's config.
+
 Side effects live here, not in `train_step`: the callbacks run on the host between steps
 and read the model's step counter, so a resumed run continues its curves and checkpoint
 numbers where the interrupted one stopped.
@@ -7,11 +12,15 @@ numbers where the interrupted one stopped.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import keras
 import tensorflow as tf
 from absl import logging
+from tensorboard.plugins.hparams import api as hparams_api
 
+from simgan_tf.discriminator import REAL
 from simgan_tf.model import PHASE_METRICS
 
 SCALAR_TAGS = {
@@ -26,6 +35,8 @@ PHASE_TAG = "schedule/phase"
 ITERATION_TAG = "schedule/iteration"
 REFINED_IMAGES_TAG = "images/synthetic_refined_difference"
 REAL_IMAGES_TAG = "images/real"
+PROBABILITY_IMAGES_TAG = "images/refined_discriminator_real_probability"
+DIFFERENCE_HISTOGRAM_TAG = "refiner/output_minus_input"
 
 
 
@@ -49,14 +60,68 @@ def comparison_grid(synthetic: np.ndarray, refined: np.ndarray) -> np.ndarray:
     refined = np.asarray(refined, np.float32)
     difference = np.abs(refined - synthetic)
     scale = max(float(difference.max()), 1e-6)
-    columns = [to_display(synthetic), to_display(refined), difference / scale]
-    n, height, width, channels = synthetic.shape
-    grid = np.ones([n * (height + 1), 3 * (width + 1), channels], np.float32)
+    return _column_grid([to_display(synthetic), to_display(refined), difference / scale])
+
+
+def probability_grid(refined: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """One image of rows `refined | P(real) per patch`.
+
+    Args:
+      refined: `[n, H, W, C]` in [-1, 1].
+      probability: `[n, H, W, 1]` in [0, 1] (`real_probability_map`); white is 1.
+
+    Returns:
+      `[1, n * (H + 1), 2 * (W + 1), C]` float32 in [0, 1].
+    """
+    refined = np.asarray(refined, np.float32)
+    probability = np.repeat(np.asarray(probability, np.float32), refined.shape[-1], -1)
+    return _column_grid([to_display(refined), probability])
+
+
+def _column_grid(columns):
+    """Tiles columns of `[n, H, W, C]` images in [0, 1] into `[1, n(H+1), k(W+1), C]`."""
+    n, height, width, channels = columns[0].shape
+    grid = np.ones([n * (height + 1), len(columns) * (width + 1), channels], np.float32)
     for row in range(n):
         for col, images in enumerate(columns):
             grid[row * (height + 1): row * (height + 1) + height,
                  col * (width + 1): col * (width + 1) + width] = images[row]
     return grid[None]
+
+
+def real_probability_map(discriminator: keras.Model, images) -> np.ndarray:
+    """The discriminator's probability that each patch is real, at the image size.
+
+    Args:
+      discriminator: `[n, H, W, C]` images -> `[n, h, w, 2]` logits.
+      images: `[n, H, W, C]` in [-1, 1].
+
+    Returns:
+      `[n, H, W, 1]` float32 in [0, 1]: softmax probability of class real per patch,
+      upsampled (nearest neighbour, so each patch stays a flat block) to `H x W`.
+    """
+    images = np.asarray(images, np.float32)
+    logits = keras.ops.convert_to_numpy(discriminator(images, training=False))
+    probability = tf.nn.softmax(logits.astype(np.float32), axis=-1)[..., REAL:REAL + 1]
+    return tf.image.resize(probability, images.shape[1:3], method="nearest").numpy()
+
+
+def flatten_hparams(config_json: dict, prefix: str = "") -> dict:
+    """The config as flat HParams: `{"train.batch_size": 32, ...}`.
+
+    Nested dicts become dotted names; lists (the discriminator's layers) become JSON
+    strings; `None` values are left out (HParams takes bool, int, float and str only).
+    """
+    flat = {}
+    for key, value in config_json.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_hparams(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value, sort_keys=True)
+        elif value is not None:
+            flat[name] = value
+    return flat
 
 
 def image_row_grid(images: np.ndarray, per_row: int = 8) -> np.ndarray:
@@ -79,19 +144,23 @@ class SummaryCallback(keras.callbacks.Callback):
     the last write updated, the phase and the Algorithm 1 iteration, then resets those
     means (so each point averages one interval and the progress bar shows recent values).
     Every `image_every` steps (and at the end) it refines a fixed batch of synthetic
-    images and writes `synthetic | refined | |refined - synthetic|`; at the start it
-    writes a grid of real images.
+    images and writes `synthetic | refined | |refined - synthetic|`, the histogram of
+    refined minus synthetic pixel values, and `refined | P(real)` with the
+    discriminator's per-patch probability map; at the start it writes a grid of real
+    images and the HParams entry.
 
     Args:
       log_dir: TensorBoard folder (event files go to `<log_dir>/train`).
       synthetic_samples: `[n, H, W, C]` fixed synthetic images in [-1, 1].
       real_samples: `[m, H, W, C]` real images in [-1, 1].
       log_every, image_every: intervals in steps.
+      hparams: flat hyperparameters of the run (`flatten_hparams`), or `None`.
     """
 
     def __init__(self, log_dir: str, synthetic_samples: np.ndarray, real_samples: np.ndarray,
-                 log_every: int, image_every: int):
+                 log_every: int, image_every: int, hparams: dict | None = None):
         super().__init__()
+        self.hparams = hparams
         self.log_dir = log_dir
         self.synthetic_samples = np.asarray(synthetic_samples, np.float32)
         self.real_samples = np.asarray(real_samples, np.float32)
@@ -105,6 +174,8 @@ class SummaryCallback(keras.callbacks.Callback):
         with self._writer.as_default(step=self.model.step):
             tf.summary.image(REAL_IMAGES_TAG, image_row_grid(self.real_samples),
                              description="Real images the discriminator sees.")
+            if self.hparams:
+                hparams_api.hparams(self.hparams)
         self._write_images(self.model.step)
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -148,6 +219,16 @@ class SummaryCallback(keras.callbacks.Callback):
                 REFINED_IMAGES_TAG, comparison_grid(self.synthetic_samples, refined),
                 description=("Rows: synthetic | refined | |refined - synthetic| scaled to "
                              f"its maximum, {max_difference:.4f} in [-1, 1] units."))
+            tf.summary.histogram(
+                DIFFERENCE_HISTOGRAM_TAG, refined - self.synthetic_samples,
+                description="Refined minus synthetic pixel values ([-1, 1] units) of the "
+                            "fixed sample batch.")
+            probability = real_probability_map(self.model.discriminator, refined)
+            tf.summary.image(
+                PROBABILITY_IMAGES_TAG, probability_grid(refined, probability),
+                description=("Rows: refined | the discriminator's softmax probability that "
+                             "each patch is real (white 1, black 0), one block per patch. "
+                             f"Mean {float(probability.mean()):.3f}."))
 
 
 class CheckpointCallback(keras.callbacks.Callback):

@@ -63,6 +63,9 @@ def test_train_py_end_to_end(shifted_data_dir, tmp_path):
     for tag in callbacks.SCALAR_TAGS.values():
         assert tag in tags, (tag, sorted(tags))
     assert callbacks.REFINED_IMAGES_TAG in tags and callbacks.REAL_IMAGES_TAG in tags
+    assert callbacks.PROBABILITY_IMAGES_TAG in tags
+    assert callbacks.DIFFERENCE_HISTOGRAM_TAG in tags
+    assert "_hparams_/session_start_info" in tags
     assert max(tags[callbacks.PHASE_TAG]) == total
     # The SavedModel reloads and refines a batch.
     export_path = os.path.join(model_dir, "export", "refiner", str(total))
