@@ -13,7 +13,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(include=["simgan_tf", "simgan_tf.*", "data_prep", "data_prep.*"]),
-    py_modules=["train", "refine_images"],
+    py_modules=["train", "refine_images", "turing_test"],
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<4",
@@ -26,6 +26,9 @@ setuptools.setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-xdist>=3.5"],
+        # selenium drives the Debian chromium + chromium-driver packages (.ci/run
+        # installs them); nbclient + ipykernel execute the notebooks.
+        "test": ["pytest>=8.0", "pytest-xdist>=3.5", "selenium>=4.20", "nbclient>=0.10",
+                 "nbformat>=5.10", "ipykernel>=6.29"],
     },
 )
