@@ -5,8 +5,8 @@ and as many of another kind (refined by a SimGAN refiner, or plain synthetic). F
 the person answers "real" or "synthetic". The session reports the confusion matrix
 (ground truth x answer), the accuracy, and the two-sided exact binomial p-value of the
 number of correct answers against chance (0.5): a refiner that fools people leaves the
-accuracy near 0.5 with a large p-value (the paper: 51.7% for real vs refined, 1000 trials,
-against 62% for real vs synthetic).
+accuracy near 0.5 with a large p-value (the paper: 517 of 1000 answers right for real vs
+refined eyes, while real vs synthetic was told apart well above chance).
 
 The page is served by the standard library (`http.server`) on a local port, needs no
 JavaScript, and saves the answers as JSON after every click:
