@@ -185,7 +185,8 @@ def make_model_card(*, step: int, image_shape, image_dtype: str = "uint8",
         "training_steps": int(step),
         "image_shape": [int(d) for d in image_shape],
         "pixels": {"image_dtype": image_dtype, "pixel_range": [lo, hi],
-                   "to_model": f"x = 2 (p - {lo}) / ({hi} - {lo}) - 1, clipped to [-1, 1]",
+                   "to_model": f"x = 2 (p - {lo}) / ({hi} - {lo}) - 1"
+                               + (", clipped to [-1, 1]" if pixel_range is not None else ""),
                    "from_model": f"p = round((x + 1) ({hi} - {lo}) / 2 + {lo})"},
         "signatures": {
             SIGNATURE_KEY: {"inputs": {INPUT_KEY: f"float32 [batch, {dims}] in [-1, 1]"},
