@@ -198,3 +198,51 @@ def test_browser_session_end_to_end(tmp_path):
     for truth, answer in clicked:
         expected[truth][answer] += 1
     assert matrix == expected
+
+
+def test_server_pages_without_a_browser(tmp_path):
+    """The HTTP layer in-process: pages, images, bad requests, stale answers, shutdown."""
+    import threading
+    import urllib.error
+    import urllib.parse
+
+    real = np.full((1, 4, 6, 1), 0.5, np.float32)
+    other = np.full((1, 4, 6, 1), -0.5, np.float32)
+    session = turing_test.Session(real, ["r0"], other, ["o0"], other_label="refined",
+                                  output=str(tmp_path / "a.json"), seed=0)
+    httpd = turing_test.make_server(session, port=0)
+    assert httpd.zoom == 73  # about 440 pixels wide
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = "http://%s:%d" % httpd.server_address[:2]
+
+    def post(fields):
+        data = urllib.parse.urlencode(fields).encode()
+        return urllib.request.urlopen(base + "/answer", data=data)  # follows the 303
+
+    try:
+        page = urllib.request.urlopen(base + "/").read().decode()
+        first = session.trials[0]
+        assert "Image 1 of 2" in page and f'src="/image/{first.index}"' in page
+        assert 'width="438"' in page
+        assert "refined" not in page and first.key not in page  # nothing gives it away
+        assert urllib.request.urlopen(base + "/image/1").read() == session.trials[1].png
+        for path in ("/image/7", "/image/x", "/nothing"):
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(base + path)
+        for fields in ({"trial": "0"}, {"trial": "0", "answer": "maybe"}, {"answer": "real"}):
+            with pytest.raises(urllib.error.HTTPError, match="400"):
+                post(fields)
+        assert "Image 2 of 2" in post({"trial": "0", "answer": "real"}).read().decode()
+        post({"trial": "0", "answer": "synthetic"})  # stale: ignored
+        assert session.trials[0].answer == "real"
+        saved = json.load(urllib.request.urlopen(base + "/results.json"))
+        assert saved["results"]["answered"] == 1
+        results = post({"trial": "1", "answer": "real"}).read().decode()
+        assert "Done" in results and 'id="p-value">1<' in results
+        thread.join(timeout=10)  # the results page stops the server
+        assert not thread.is_alive()
+    finally:
+        if thread.is_alive():
+            httpd.shutdown()
+        httpd.server_close()
