@@ -189,3 +189,19 @@ def test_model_card(refiner_export, tmp_path):
         export.read_model_card(str(tmp_path))
     with pytest.raises(TypeError):
         export.export_refiner(refiner, str(tmp_path), 13, SHAPE, evaluation={"x": object()})
+
+
+def test_exports_without_the_bytes_signature_still_load(refiner_export, tmp_path):
+    """An export of an older simgan-tf (serving_default only) loads; `encoded` says why not."""
+    refiner, _ = refiner_export
+    module = tf.Module()
+    module.refiner = refiner
+    module.serve = tf.function(lambda images: {"refined": refiner(images)},
+                               input_signature=[tf.TensorSpec([None, *SHAPE], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    refine = export.load_refiner(str(tmp_path))
+    images = np.zeros((1, *SHAPE), np.float32)
+    np.testing.assert_allclose(refine(images).numpy(), refiner(images).numpy(), atol=1e-6)
+    assert tuple(refine.input_spec.shape) == (None, *SHAPE)
+    with pytest.raises(ValueError, match="has no 'serving_bytes' signature"):
+        refine.encoded([b""])
