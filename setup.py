@@ -13,7 +13,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(include=["simgan_tf", "simgan_tf.*", "data_prep", "data_prep.*"]),
-    py_modules=["train", "refine_images", "turing_test"],
+    py_modules=["train", "refine", "evaluate", "refine_images", "turing_test"],
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<4",
