@@ -7,6 +7,8 @@ seed, tests each on the labelled real split, and writes
   results.json   per training split: mean, median, "% within d" for d in
                  `config.thresholds`, image counts, and (optionally) the realism score
   curves.png     the cumulative curves of all training splits on one figure
+  logs/          TensorBoard: the curves as an image (`evaluation/curves`), and per
+                 training split the mean and median error and the realism accuracy
 
 Tasks: `gaze` (paper's gaze estimator, angular error in degrees, needs `label/gaze`) and
 `hand` (stacked hourglass, joint error in image pixels, needs `label/joints_uvd`). The
@@ -30,6 +32,8 @@ from simgan_tf import data, estimators, evaluation, realism, schema
 TASKS = ("gaze", "hand")
 RESULTS_FILE = "results.json"
 CURVES_FILE = "curves.png"
+LOG_DIR = "logs"
+CURVES_TAG = "evaluation/curves"
 _LABEL = {"gaze": schema.LABEL_GAZE, "hand": schema.LABEL_JOINTS_UVD}
 
 
@@ -247,9 +251,27 @@ def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_sp
     }
     evaluation.write_results(os.path.join(output_dir, RESULTS_FILE), results)
     unit = "degrees" if config.task == "gaze" else "pixels"
-    evaluation.plot_curves(
+    curves = evaluation.plot_curves(
         summaries, os.path.join(output_dir, CURVES_FILE),
         title=f"{config.task}: trained on each split, tested on {test_split}",
         xlabel=f"distance from ground truth ({unit})" + (
             "; all joints within" if config.task == "hand" else ""))
+    write_summaries(os.path.join(output_dir, LOG_DIR), summaries, curves)
     return results
+
+
+def write_summaries(log_dir: str, summaries: dict, curves_png: str) -> None:
+    """Writes the evaluation to TensorBoard: curves image and per-split scalars (step 0)."""
+    with open(curves_png, "rb") as f:
+        image = tf.io.decode_png(f.read(), channels=4)
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        tf.summary.image(CURVES_TAG, image[None], step=0,
+                         description="Cumulative % of test images within d, per training split.")
+        for split, summary in summaries.items():
+            tf.summary.scalar(f"evaluation/{split}/mean_error", summary["mean"], step=0)
+            tf.summary.scalar(f"evaluation/{split}/median_error", summary["median"], step=0)
+            if "realism" in summary:
+                tf.summary.scalar(f"evaluation/{split}/realism_accuracy",
+                                  summary["realism"]["accuracy"], step=0)
+    writer.close()

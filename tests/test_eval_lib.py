@@ -1,6 +1,7 @@
 """End-to-end tests of the evaluation on simulator data: evaluate(), evaluate.py, realism."""
 
 import dataclasses
+import glob
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from simgan_tf import builtin_data, config as config_lib, estimators, eval_lib, export
@@ -41,7 +43,17 @@ def test_evaluate_gaze_end_to_end(eye_data, tmp_path, mirrored_strategy):
     out = str(tmp_path / "eval")
     results = eval_lib.evaluate(config, eye_data, ["synthetic", "refined"], "real_test", out,
                                 realism_split="real_test", strategy=mirrored_strategy)
-    assert sorted(os.listdir(out)) == ["curves.png", "results.json"]
+    assert sorted(os.listdir(out)) == ["curves.png", "logs", "results.json"]
+    tags = {}
+    for path in glob.glob(os.path.join(out, "logs", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags[value.tag] = value
+    curves = tf.io.decode_png(tf.make_ndarray(tags[eval_lib.CURVES_TAG].tensor)[2])
+    assert curves.shape == (450, 600, 4)
+    for split in ("synthetic", "refined"):
+        assert f"evaluation/{split}/mean_error" in tags
+        assert f"evaluation/{split}/realism_accuracy" in tags
     with open(os.path.join(out, "results.json")) as f:
         saved = json.load(f)
     assert saved == json.loads(json.dumps(results))
@@ -61,6 +73,8 @@ def test_evaluate_gaze_end_to_end(eye_data, tmp_path, mirrored_strategy):
         assert 0 <= r["accuracy"] <= 1 and r["test_images"] == 64
     # Different training images give different estimators (same seed, same settings).
     assert saved["splits"]["synthetic"]["mean"] != saved["splits"]["refined"]["mean"]
+    logged = float(tf.make_ndarray(tags["evaluation/refined/mean_error"].tensor))
+    assert logged == pytest.approx(saved["splits"]["refined"]["mean"], rel=1e-6)
     with Image.open(os.path.join(out, "curves.png")) as image:
         assert image.format == "PNG"
 
