@@ -10,8 +10,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import pattern_images
-from simgan_tf import config as config_lib, data, export, refinement, schema
-from simgan_tf.refiner import build_refiner
+from simgan_tf import data, export, refinement, schema
 from simgan_tf.writer import SplitWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,17 +39,8 @@ def _records(split_dir):
     return out
 
 
-@pytest.fixture(scope="module")
-def refiner_export(tmp_path_factory):
-    """A small random refiner exported as a SavedModel, and the refiner itself."""
-    keras.utils.set_random_seed(0)
-    refiner = build_refiner(SHAPE, config_lib.RefinerConfig(filters=4, num_blocks=1))
-    base = str(tmp_path_factory.mktemp("export"))
-    return export.export_refiner(refiner, base, 7, SHAPE), refiner
-
-
 def test_refine_split_keeps_keys_labels_and_order(tmp_path, refiner_export):
-    saved_model, refiner = refiner_export
+    refiner, saved_model = refiner_export
     data_dir = str(tmp_path / "data")
     images = pattern_images(70, seed=3)
     _write(data_dir, "synthetic", images)
@@ -105,7 +95,7 @@ def test_refine_split_into_another_folder_keeps_the_pixel_range(tmp_path):
 
 
 def test_refine_split_rejects_bad_input(tmp_path, refiner_export):
-    saved_model, _ = refiner_export
+    _, saved_model = refiner_export
     data_dir = str(tmp_path / "data")
     _write(data_dir, "synthetic", pattern_images(4, seed=1))
     synthetic = os.path.join(data_dir, "synthetic")
@@ -133,7 +123,7 @@ def test_refine_split_rejects_bad_input(tmp_path, refiner_export):
 
 
 def test_refine_py_command(tmp_path, refiner_export):
-    saved_model, _ = refiner_export
+    _, saved_model = refiner_export
     data_dir = str(tmp_path / "data")
     _write(data_dir, "synthetic", pattern_images(6, seed=2))
     command = [sys.executable, os.path.join(ROOT, "refine.py"), f"--saved_model={saved_model}",
