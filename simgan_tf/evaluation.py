@@ -153,12 +153,11 @@ def plot_curves(results: dict, path: str, *, title: str = "", xlabel: str | None
     Returns:
       `path`.
     """
-    import matplotlib
+    # A Figure of its own (no pyplot): the process-wide backend stays what it was.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 4.5), dpi=100)
+    figure = Figure(figsize=(6, 4.5), dpi=100)
+    axes = figure.subplots()
     unit = "degrees"
     for name, summary in results.items():
         points = sorted((float(d), p) for d, p in summary["within"].items())
@@ -177,7 +176,6 @@ def plot_curves(results: dict, path: str, *, title: str = "", xlabel: str | None
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp.png")
     figure.savefig(tmp)
-    plt.close(figure)
     os.replace(tmp, path)
     return path
 

@@ -51,8 +51,22 @@ def check_inspect_run(notebook, cwd):
                                       str(total)))
 
 
+def check_evaluation(notebook, cwd):
+    text, images = outputs(notebook)
+    assert "trained on synthetic, refined; tested on 256 images of real_test" in text
+    assert "trained on synthetic: mean" in text and "trained on refined: mean" in text
+    markdown = [output["data"]["text/markdown"] for cell in notebook.cells
+                for output in cell.get("outputs", []) if "text/markdown" in output.get("data", {})]
+    assert len(markdown) == 1 and markdown[0].startswith("| training set | mean error |")
+    assert len(markdown[0].splitlines()) == 4  # header, rule, synthetic and refined rows
+    assert images == 1  # the curves
+    results = os.path.join(cwd, "runs", "notebook_eval", "eval", "results.json")
+    assert os.path.exists(results)
+    assert os.path.exists(os.path.join(os.path.dirname(results), "curves.png"))
+
+
 # What each notebook must show besides running without error (optional per notebook).
-CHECKS = {"inspect_run.ipynb": check_inspect_run}
+CHECKS = {"inspect_run.ipynb": check_inspect_run, "evaluation.ipynb": check_evaluation}
 NOTEBOOKS = sorted(n for n in os.listdir(NOTEBOOK_DIR) if n.endswith(".ipynb"))
 
 
