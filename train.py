@@ -4,11 +4,14 @@ Parses flags, builds the config from a preset, builds the distribution strategy,
 calls `simgan_tf.train_lib.train`. Nothing else happens here.
 """
 
+import sys
+
 from absl import app, flags, logging
 
 from simgan_tf import config as config_lib
 
 FLAGS = flags.FLAGS
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: the job did not finish; rerun to resume
 
 flags.DEFINE_string("dataset", "gaze", f"Preset: one of {sorted(config_lib.PRESETS)}. "
                     "Without --data_dir, `gaze` runs `gaze_demo` on the built-in eye "
@@ -47,6 +50,18 @@ flags.DEFINE_integer("log_every", None, "Updates between TensorBoard scalar summ
 flags.DEFINE_integer("image_every", None, "Updates between TensorBoard image summaries.")
 flags.DEFINE_integer("checkpoint_every", None, "Updates between checkpoints.")
 flags.DEFINE_bool("export", None, "Export the refiner as a SavedModel at the end.")
+flags.DEFINE_integer("refiner_filters", None, "Channels of the refiner's convolutions "
+                     "(paper: 64).")
+flags.DEFINE_integer("refiner_blocks", None, "ResNet blocks of the refiner (paper: 4 gaze, "
+                     "10 hand).")
+flags.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept on disk.")
+flags.DEFINE_bool("skip_bad_records", None, "Skip (and count) bad input records instead of "
+                  "failing; truncated or corrupt shards are read up to the damage.")
+flags.DEFINE_string("data_service", None, "grpc://host:port of a tf.data service "
+                    "dispatcher that runs the input pipeline.")
+flags.DEFINE_bool("mixed_precision", None, "bfloat16 compute on CPU, float16 with loss "
+                  "scaling on GPU (weights, logits, losses and history buffer in float32).")
+flags.DEFINE_integer("shuffle_buffer", None, "Records in each split's shuffle buffer.")
 
 # flag name -> config field path
 _OVERRIDES = {
@@ -71,6 +86,13 @@ _OVERRIDES = {
     "image_every": "train.image_every",
     "checkpoint_every": "train.checkpoint_every",
     "export": "train.export",
+    "refiner_filters": "refiner.filters",
+    "refiner_blocks": "refiner.num_blocks",
+    "keep_checkpoints": "train.keep_checkpoints",
+    "skip_bad_records": "data.skip_bad_records",
+    "data_service": "data.data_service",
+    "mixed_precision": "train.mixed_precision",
+    "shuffle_buffer": "data.shuffle_buffer",
 }
 
 
@@ -106,7 +128,17 @@ def main(argv):
 
     strategy = train_lib.build_strategy(config.strategy)
     model_dir = FLAGS.model_dir or f"runs/{config.name}"
-    result = train_lib.train(config, model_dir, strategy=strategy, cache_dir=FLAGS.cache_dir)
+    try:
+        result = train_lib.train(config, model_dir, strategy=strategy,
+                                 cache_dir=FLAGS.cache_dir)
+    except (FileNotFoundError, ValueError, FloatingPointError) as e:
+        # Bad data, bad settings, non-finite losses: the message says what and where.
+        logging.error("%s: %s", type(e).__name__, e)
+        sys.exit(1)
+    if result.preempted:
+        logging.warning("Stopped by SIGTERM at step %d after saving a checkpoint.",
+                        result.step)
+        sys.exit(PREEMPTED_EXIT_CODE)
     logging.info("Done at step %d. TensorBoard: tensorboard --logdir %s/logs", result.step,
                  model_dir)
 

@@ -285,3 +285,48 @@ class PhaseLogger(keras.callbacks.Callback):
                 schedule.pretrain_discriminator_steps,
                 float(logs.get("disc_acc_real", float("nan"))),
                 float(logs.get("disc_acc_refined", float("nan"))))
+
+
+SKIPPED_RECORDS_TAG = "data/skipped_records"
+
+
+class SkippedRecordsSummary(keras.callbacks.Callback):
+    """Writes the count of skipped bad input records (`--skip_bad_records`) to TensorBoard.
+
+    Reads `logs["skipped"]` (records the input pipeline dropped so far) every `log_every`
+    steps and at the end, plus `unreadable`, records lost to truncated shards found by the
+    validation pass.
+
+    Args:
+      log_dir: TensorBoard folder (event files go to `<log_dir>/train`).
+      log_every: interval in steps.
+      unreadable: records found unreadable before training.
+    """
+
+    def __init__(self, log_dir: str, log_every: int, unreadable: int = 0):
+        super().__init__()
+        self.log_dir = log_dir
+        self.log_every = log_every
+        self.unreadable = unreadable
+        self._writer = None
+        self._last = None
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(f"{self.log_dir}/train")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and "skipped" in logs:
+            self._last = self.unreadable + int(logs["skipped"])
+            if self.model.step % self.log_every == 0:
+                self._write()
+
+    def on_train_end(self, logs=None):
+        self._write()
+        self._writer.flush()
+
+    def _write(self):
+        if self._last is None:
+            return
+        with self._writer.as_default(step=self.model.step):
+            tf.summary.scalar(SKIPPED_RECORDS_TAG, self._last,
+                              description="Bad input records skipped so far.")

@@ -57,6 +57,10 @@ class DataConfig:
         `eyes` (35x55 grayscale eyes) or `hand` (depth images of `image_height` pixels).
       simulator_num_synthetic, simulator_num_real, simulator_num_real_test: sizes of the
         splits the built-in simulator generates.
+      skip_bad_records: drop (and count) records that cannot be used instead of
+        failing, and read corrupt or truncated shards up to the damage.
+      data_service: `grpc://host:port` of a tf.data service dispatcher that runs the
+        input pipeline on its workers; `None` runs it in the training process.
     """
     data_dir: str | None = None
     synthetic_split: str = "synthetic"
@@ -69,6 +73,8 @@ class DataConfig:
     simulator_num_synthetic: int = 20_000
     simulator_num_real: int = 20_000
     simulator_num_real_test: int = 4_000
+    skip_bad_records: bool = False
+    data_service: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +189,8 @@ class TrainConfig:
       checkpoint_every: update steps between checkpoints.
       keep_checkpoints: checkpoints kept on disk.
       export: export the refiner as a SavedModel at the end.
+      mixed_precision: compute in bfloat16 on CPU or float16 with loss scaling on GPU;
+        weights, discriminator logits, losses and the history buffer stay float32.
     """
     batch_size: int = 512
     steps: int = 10_000
@@ -200,6 +208,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     export: bool = True
+    mixed_precision: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +266,13 @@ class SimGANConfig:
             (self.discriminator.output in DISCRIMINATOR_OUTPUTS,
              f"discriminator.output must be one of {DISCRIMINATOR_OUTPUTS}. "
              f"Received: {self.discriminator.output!r}"),
+            (self.data.data_service is None
+             or (self.data.data_service.startswith("grpc://")
+                 and len(self.data.data_service) > len("grpc://")),
+             "data.data_service must look like grpc://host:port. "
+             f"Received: {self.data.data_service!r}"),
+            (self.data.shuffle_buffer >= 1,
+             f"data.shuffle_buffer must be >= 1. Received: {self.data.shuffle_buffer}"),
             (self.data.image_channels in (1, 3),
              f"data.image_channels must be 1 or 3. Received: {self.data.image_channels}"),
             (self.refiner.num_blocks >= 0 and self.refiner.filters >= 1

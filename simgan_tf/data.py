@@ -168,36 +168,178 @@ def check_image_shape(info: schema.DatasetInfo, data_dir: str,
             "matching --dataset preset.")
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOR_TYPE = {1: 0, 3: 2}
+_PNG_BIT_DEPTH = {"uint8": 8, "uint16": 16}
+
+
+def _numbered_records(paths, compression, *, shuffle, repeat, seed, deterministic,
+                      input_context, skip_bad_records):
+    """`(path, index in file, serialized record)` of the shards, file-sharded, interleaved."""
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if shuffle:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        files = files.repeat()
+
+    def read(path):
+        records = tf.data.TFRecordDataset(path, compression_type=compression or "")
+        if skip_bad_records:
+            # A corrupt or truncated shard ends there (TensorFlow logs a warning).
+            records = records.ignore_errors(log_warning=True)
+        return records.enumerate().map(lambda i, r: (path, i, r))
+
+    return files.interleave(read, cycle_length=min(len(paths), 8) if shuffle else 1,
+                            block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                            deterministic=deterministic)
+
+
+def make_image_check_fn(info: schema.DatasetInfo, split: str, *, fail: bool):
+    """Returns `(path, index, record) -> (encoded PNG, ok)`, checking the PNG header.
+
+    Checks, without decoding, that the record has `image/encoded` holding a PNG with the
+    height, width, channel count (PNG color type) and bit depth of `dataset.json`. With
+    `fail`, a bad record raises `InvalidArgumentError` naming the file and record index;
+    otherwise `ok` is False for it.
+    """
+    height, width, channels = info.image_shape
+    spec = {schema.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    expected = (f"dataset.json says {height}x{width}, {channels} channel(s) (PNG color "
+                f"type {_PNG_COLOR_TYPE[channels]}), bit depth {_PNG_BIT_DEPTH[info.image_dtype]}")
+
+    def check(path, index, serialized):
+        encoded = tf.io.parse_single_example(serialized, spec)[schema.IMAGE_ENCODED]
+        padded = tf.strings.join([encoded, tf.constant(b"\0" * 33)])
+        header = tf.io.decode_raw(tf.strings.substr(padded, 16, 10), tf.uint8)
+        header = tf.cast(header, tf.int64)
+        png_width = header[0] * 2**24 + header[1] * 2**16 + header[2] * 2**8 + header[3]
+        png_height = header[4] * 2**24 + header[5] * 2**16 + header[6] * 2**8 + header[7]
+        ok = tf.reduce_all(tf.stack([
+            tf.strings.length(encoded) >= 33,
+            tf.equal(tf.strings.substr(padded, 0, 8), _PNG_SIGNATURE),
+            tf.equal(png_height, height), tf.equal(png_width, width),
+            tf.equal(header[8], _PNG_BIT_DEPTH[info.image_dtype]),
+            tf.equal(header[9], _PNG_COLOR_TYPE[channels])]))
+        if fail:
+            assertion = tf.debugging.Assert(ok, [
+                "Bad input data in", path, "record", index, f"of split {split!r}:",
+                "image/encoded of", tf.strings.length(encoded), "bytes, PNG header height",
+                png_height, "width", png_width, "bit depth", header[8], "color type",
+                header[9], f"(missing field or not a PNG if 0); {expected}"], summarize=8)
+            with tf.control_dependencies([assertion]):
+                encoded = tf.identity(encoded)
+        return encoded, ok
+
+    return check
+
+
+def _split_images(data_dir, split, info, *, batch_size, seed, shuffle_buffer, deterministic,
+                  input_context, skip_bad_records):
+    """Batches `[b, H, W, C]` of one split; with `skip_bad_records` also the skip count."""
+    paths, compression = list_shards(os.path.join(data_dir, split))
+    records = _numbered_records(paths, compression, shuffle=True, repeat=True, seed=seed,
+                                deterministic=deterministic, input_context=input_context,
+                                skip_bad_records=skip_bad_records)
+    records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    checked = records.map(make_image_check_fn(info, split, fail=not skip_bad_records),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    channels, dtype = info.image_channels, info.image_dtype
+
+    def decode(encoded):
+        image = tf.io.decode_png(encoded, channels=channels, dtype=_TF_DTYPE[dtype])
+        image = tf.ensure_shape(image, info.image_shape)
+        return scale_image(image, dtype, info.pixel_range)
+
+    if not skip_bad_records:
+        images = checked.map(lambda encoded, ok: decode(encoded),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        return images.batch(batch_size, drop_remainder=True)
+    # Count what is dropped: records seen by the check minus images that came out.
+    counted = checked.scan(tf.constant(0, tf.int64),
+                           lambda seen, x: (seen + 1, (x[0], x[1], seen + 1)))
+    good = counted.filter(lambda encoded, ok, seen: ok)
+    images = good.map(lambda encoded, ok, seen: (decode(encoded), seen),
+                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    images = images.ignore_errors(log_warning=True)  # PNG bodies that do not decode
+    images = images.scan(tf.constant(0, tf.int64),
+                         lambda kept, x: (kept + 1, (x[0], x[1] - (kept + 1))))
+    return images.batch(batch_size, drop_remainder=True).map(
+        lambda image, skipped: (image, skipped[-1]))
+
+
 def training_dataset(data_dir: str, *, synthetic_split: str, real_split: str,
                      batch_size: int, image_shape: tuple[int, int, int], seed: int,
                      shuffle_buffer: int = 10_000, deterministic: bool = False,
-                     input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+                     input_context: tf.distribute.InputContext | None = None,
+                     skip_bad_records: bool = False) -> tf.data.Dataset:
     """The infinite dataset SimGAN trains on.
 
     Each element is `{"synthetic": [b, H, W, C], "real": [b, H, W, C]}` float32 in
-    [-1, 1], where b is `batch_size`: the global batch when the dataset is given to
-    `keras.Model.fit` under a strategy (Keras splits it across replicas), or the
+    [-1, 1], where b is `batch_size`: the global batch when the dataset is distributed
+    with `strategy.experimental_distribute_dataset` (it is split across replicas), or the
     per-replica batch when built per input pipeline with `input_context`. Batches drop
     the remainder so every step sees exactly b images of each domain.
+
+    Every record's PNG header is checked (size, channels, bit depth): a bad record fails
+    with an error naming its file and index in the file, or, with `skip_bad_records`, is
+    dropped and counted, and a corrupt or truncated shard is read up to the damage.
+    Then each element also has `"skipped"`: int64 `[b]`, every entry the number of
+    records this input pipeline has dropped so far (both splits).
+
+    Sharding: under a multi-worker strategy, `tf.data`'s auto-sharding is set to `FILE`
+    (each worker reads its own shards; there must be at least as many shards per split as
+    workers), never `DATA` (every worker would read every file and drop most of it).
 
     The two splits are shuffled with different seeds derived from `seed`.
     """
     info = schema.read_dataset_info(data_dir)
     check_image_shape(info, data_dir, image_shape)
-
-    def images(split, split_seed):
-        ds = read_split(data_dir, split, info=info, shuffle=True, repeat=True,
-                        seed=split_seed, shuffle_buffer=shuffle_buffer,
-                        deterministic=deterministic, input_context=input_context)
-        return ds.map(lambda e: e["image"]).batch(batch_size, drop_remainder=True)
-
-    dataset = tf.data.Dataset.zip({
-        "synthetic": images(synthetic_split, seed),
-        "real": images(real_split, seed + 1),
-    })
+    for split in (synthetic_split, real_split):
+        if split not in info.splits:
+            raise ValueError(f"{schema.dataset_info_path(data_dir)} has no split {split!r}. "
+                             f"Available: {sorted(info.splits)}.")
+        if info.splits[split].count == 0:
+            raise ValueError(f"Split {split!r} of {data_dir} is empty (dataset.json count 0).")
+    kwargs = dict(batch_size=batch_size, shuffle_buffer=shuffle_buffer,
+                  deterministic=deterministic, input_context=input_context,
+                  skip_bad_records=skip_bad_records)
+    synthetic = _split_images(data_dir, synthetic_split, info, seed=seed, **kwargs)
+    real = _split_images(data_dir, real_split, info, seed=seed + 1, **kwargs)
+    dataset = tf.data.Dataset.zip({"synthetic": synthetic, "real": real})
+    if skip_bad_records:
+        dataset = dataset.map(lambda d: {
+            "synthetic": d["synthetic"][0], "real": d["real"][0],
+            "skipped": tf.fill([batch_size], d["synthetic"][1] + d["real"][1])})
     options = tf.data.Options()
     options.deterministic = deterministic
     options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
+        tf.data.experimental.AutoShardPolicy.FILE)
     dataset = dataset.with_options(options)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def use_data_service(dataset: tf.data.Dataset, address: str, *,
+                     job_name: str) -> tf.data.Dataset:
+    """Runs `dataset` on the workers of a tf.data service and reads it from there.
+
+    The pipeline (reading, checking, decoding, batching) is serialized and executed by
+    the service's workers, which must see the data folder at the same path. All training
+    processes share one job (`job_name`), so each batch goes to one of them (no
+    sharding policy: the dataset is infinite and shuffled). The order is not
+    deterministic and the position cannot be checkpointed.
+
+    Args:
+      dataset: the training dataset.
+      address: `grpc://host:port` of the dispatcher.
+      job_name: shared by all consumers of the same run.
+    """
+    protocol, _, target = address.partition("://")
+    dataset = dataset.apply(tf.data.experimental.service.distribute(
+        processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,
+        service=target, protocol=protocol, job_name=job_name))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF)
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

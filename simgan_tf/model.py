@@ -38,6 +38,9 @@ METRIC_NAMES = (
     "disc_acc_refined",      # fraction of refined patches (fresh + history) classified refined
 )
 
+# Optional dataset key: int64 `[b]`, bad records the input pipeline has skipped so far.
+SKIPPED_KEY = "skipped"
+
 # The metrics each phase updates (the others keep their values).
 PHASE_METRICS = {
     Phase.PRETRAIN_REFINER: ("refiner_reg_loss", "refiner_l1_per_pixel"),
@@ -150,7 +153,8 @@ class SimGAN(keras.Model):
                 adversarial_loss = tf.zeros_like(regularization)
             loss = losses.average_over_global_batch(
                 adversarial_loss + regularization, self._global_batch_size(synthetic))
-        gradients = tape.gradient(loss, variables)
+            scaled = self.refiner_optimizer.scale_loss(loss)  # mixed precision on GPU
+        gradients = tape.gradient(scaled, variables)
         self.refiner_optimizer.apply_gradients(zip(gradients, variables))
         if adversarial:
             self.trackers["refiner_adv_loss"].update_state(adversarial_loss)
@@ -174,7 +178,8 @@ class SimGAN(keras.Model):
             real_logits = self.discriminator(real, training=True)
             per_example = losses.discriminator_loss(refined_logits, real_logits)
             loss = losses.average_over_global_batch(per_example, self._global_batch_size(real))
-        gradients = tape.gradient(loss, variables)
+            scaled = self.discriminator_optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
         self.discriminator_optimizer.apply_gradients(zip(gradients, variables))
         self.history_buffer.update(refined[: tf.shape(refined)[0] // 2], write_seed)
         self.trackers["disc_loss"].update_state(per_example)
@@ -194,10 +199,19 @@ class SimGAN(keras.Model):
             step_fn = functools.partial(self.train_step, phase=phase)
 
             def one_step(iterator):
-                strategy.run(step_fn, args=(next(iterator),))
+                data = next(iterator)
+                if strategy.num_replicas_in_sync > 1 and not _is_distributed(data):
+                    data = split_across_replicas(strategy, data)
+                skipped = data.pop(SKIPPED_KEY, None) if isinstance(data, dict) else None
+                strategy.run(step_fn, args=(data,))
                 # Read the metrics in cross-replica context (aggregated over replicas);
                 # only this phase's, so the progress bar keeps the others' last values.
-                return {name: self.trackers[name].result() for name in PHASE_METRICS[phase]}
+                logs = {name: self.trackers[name].result() for name in PHASE_METRICS[phase]}
+                if skipped is not None:
+                    # Bad input records dropped so far by this worker's input pipeline.
+                    per_replica = strategy.run(tf.reduce_max, args=(skipped,))
+                    logs[SKIPPED_KEY] = strategy.reduce("MAX", per_replica, axis=None)
+                return logs
 
             return one_step if self.run_eagerly else tf.function(one_step)
 
@@ -213,3 +227,26 @@ class SimGAN(keras.Model):
         """Resets the running means (all, or the named ones)."""
         for name in names or self.trackers:
             self.trackers[name].reset_state()
+
+
+def _is_distributed(data) -> bool:
+    return any(isinstance(x, tf.distribute.DistributedValues) for x in tf.nest.flatten(data))
+
+
+def split_across_replicas(strategy: tf.distribute.Strategy, data):
+    """Splits a global batch (a structure of `[B, ...]` tensors) into per-replica slices.
+
+    For input read by a plain (checkpointable) `tf.data` iterator rather than a
+    distributed one: replica i receives rows `[i * B/N, (i + 1) * B/N)`, as
+    `strategy.experimental_distribute_dataset` would give it.
+    """
+    def value_fn(context):
+        n, i = context.num_replicas_in_sync, context.replica_id_in_sync_group
+
+        def piece(x):
+            size = tf.shape(x)[0] // n
+            return x[i * size:(i + 1) * size]
+
+        return tf.nest.map_structure(piece, data)
+
+    return strategy.experimental_distribute_values_from_function(value_fn)

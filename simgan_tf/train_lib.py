@@ -13,20 +13,24 @@ Outputs in `model_dir`:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
+import signal
+import threading
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf import builtin_data, callbacks, data, export, schema
+from simgan_tf import builtin_data, callbacks, checkpointing, data, data_check, export, schema
 from simgan_tf import config as config_lib
 from simgan_tf.discriminator import build_discriminator
 from simgan_tf.history import HistoryBuffer
-from simgan_tf.model import SimGAN
+from simgan_tf.model import SKIPPED_KEY, SimGAN
 from simgan_tf.refiner import build_refiner
 from simgan_tf.schedule import Schedule
 
@@ -47,12 +51,20 @@ class TrainResult:
       step: updates done.
       export_path: SavedModel folder, or `None` if export was off.
       history: the `keras.callbacks.History` of this call (`None` if nothing ran).
+      preempted: True if SIGTERM stopped the run early (after a final checkpoint).
+      skipped_records: bad input records skipped (with `skip_bad_records`).
     """
     model: SimGAN
     config: config_lib.SimGANConfig
     step: int
     export_path: str | None
     history: object
+    preempted: bool = False
+    skipped_records: int = 0
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; no checkpoint was written after it."""
 
 
 def build_strategy(name: str) -> tf.distribute.Strategy:
@@ -86,8 +98,14 @@ def make_optimizer(config: config_lib.OptimizerConfig, learning_rate=None):
     raise ValueError(f"Expected optimizer in {config_lib.OPTIMIZERS}. Received: {config.name!r}")
 
 
-def build_simgan(config: config_lib.SimGANConfig) -> SimGAN:
-    """Builds and compiles the SimGAN model. Call inside the strategy scope."""
+def build_simgan(config: config_lib.SimGANConfig, loss_scale: bool = False) -> SimGAN:
+    """Builds and compiles the SimGAN model. Call inside the strategy scope.
+
+    Args:
+      config: the run's config.
+      loss_scale: wrap both optimizers in `keras.optimizers.LossScaleOptimizer` (float16
+        mixed precision).
+    """
     t = config.train
     shape = config.image_shape
     refiner = build_refiner(shape, config.refiner)
@@ -102,17 +120,25 @@ def build_simgan(config: config_lib.SimGANConfig) -> SimGAN:
         # The first `pretrain_refiner_steps` refiner updates are pretraining.
         refiner_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
             [t.pretrain_refiner_steps], [t.pretrain_learning_rate, refiner_rate])
-    model.compile(
-        refiner_optimizer=make_optimizer(config.refiner_optimizer, refiner_rate),
-        discriminator_optimizer=make_optimizer(config.discriminator_optimizer))
+    refiner_optimizer = make_optimizer(config.refiner_optimizer, refiner_rate)
+    discriminator_optimizer = make_optimizer(config.discriminator_optimizer)
+    if loss_scale:
+        refiner_optimizer = keras.optimizers.LossScaleOptimizer(refiner_optimizer)
+        discriminator_optimizer = keras.optimizers.LossScaleOptimizer(discriminator_optimizer)
+    model.compile(refiner_optimizer=refiner_optimizer,
+                  discriminator_optimizer=discriminator_optimizer)
     model(tf.zeros([1, *shape]))  # builds the wrapper model
     return model
 
 
-def make_checkpoint(model: SimGAN) -> tf.train.Checkpoint:
-    """The checkpoint of a run: networks, optimizers, history buffer, step counter."""
-    return tf.train.Checkpoint(model=model, refiner_optimizer=model.refiner_optimizer,
-                               discriminator_optimizer=model.discriminator_optimizer)
+def make_checkpoint(model: SimGAN, iterator=None) -> tf.train.Checkpoint:
+    """The checkpoint of a run: networks, optimizers, history buffer, step counter and,
+    when given, the input iterator's position."""
+    objects = dict(model=model, refiner_optimizer=model.refiner_optimizer,
+                   discriminator_optimizer=model.discriminator_optimizer)
+    if iterator is not None:
+        objects["iterator"] = iterator
+    return tf.train.Checkpoint(**objects)
 
 
 def resolve_data_dir(config: config_lib.SimGANConfig, cache_dir: str | None = None) -> str:
@@ -149,23 +175,79 @@ def sample_images(data_dir: str, split: str, n: int) -> np.ndarray:
     return np.stack(list(dataset.as_numpy_iterator()))
 
 
-def write_config(config: config_lib.SimGANConfig, model_dir: str) -> str:
-    """Writes `config.json`; refuses to resume a run whose networks differ."""
+def write_config(config: config_lib.SimGANConfig, model_dir: str, write: bool = True) -> str:
+    """Writes `config.json` (if `write`); refuses to resume a run whose networks differ."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             previous = config_lib.SimGANConfig.from_json(json.load(f))
         for field in ("refiner", "discriminator", "data"):
             old, new = getattr(previous, field), getattr(config, field)
-            if field == "data":
-                old = dataclasses.replace(old, data_dir=None)
-                new = dataclasses.replace(new, data_dir=None)
+            if field == "data":  # where the data comes from may change, not what it is
+                neutral = dict(data_dir=None, data_service=None, skip_bad_records=False)
+                old = dataclasses.replace(old, **neutral)
+                new = dataclasses.replace(new, **neutral)
             if old != new:
                 raise ValueError(
                     f"{path} was written for a different {field} config ({old}); this run "
                     f"asks for {new}. Use another --model_dir, or the same settings.")
-    schema.write_json_atomic(path, config.to_json())
+    if write:
+        schema.write_json_atomic(path, config.to_json())
     return path
+
+
+@contextlib.contextmanager
+def precision_policy(mixed: bool):
+    """Builds layers under Keras' mixed precision policy while active.
+
+    bfloat16 on CPU (no loss scaling needed: bfloat16 has float32's exponent range),
+    float16 on GPU. Yields whether loss scaling is needed. The refiner's tanh and the
+    discriminator's logits layer are float32 layers, so R's output, D's logits, the
+    losses and the history buffer stay float32.
+    """
+    if not mixed:
+        yield False
+        return
+    previous = keras.config.dtype_policy()
+    float16 = bool(tf.config.list_logical_devices("GPU"))
+    keras.config.set_dtype_policy("mixed_float16" if float16 else "mixed_bfloat16")
+    try:
+        yield float16
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+class _Preemption:
+    """Records SIGTERM (preemption notice) while active; the loop checks it each step."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        logging.warning("Received SIGTERM: saving a checkpoint after this step and stopping.")
+        self.received = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _make_agreement(strategy):
+    """A function telling, on every worker, whether any worker got a stop request."""
+    if strategy.extended._in_multi_worker_mode():  # pylint: disable=protected-access
+        @tf.function
+        def agree(flag):
+            per_replica = strategy.run(tf.identity, args=(flag,))
+            return strategy.reduce("MAX", per_replica, axis=None)
+
+        return lambda flag: bool(agree(tf.constant(int(flag))).numpy())
+    return bool
 
 
 def train(config: config_lib.SimGANConfig, model_dir: str, *,
@@ -173,20 +255,29 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
           verbose: int | str = "auto") -> TrainResult:
     """Trains (or resumes) a SimGAN run.
 
+    Before any long work the data folder is validated (`data_check.validate_splits`).
+    Training is a loop over `SimGAN.make_train_function()` (one compiled step per phase)
+    driving Keras callbacks, over an input iterator this function owns, so that the
+    iterator's position is saved in every checkpoint (see `checkpointing`). A NaN or
+    infinite loss stops training with `NonFiniteLossError` before anything is written.
+    SIGTERM makes the run save a checkpoint after the current step and return with
+    `preempted=True`.
+
     Args:
       config: the run's config (validated here).
-      model_dir: output folder; a run resumes from its latest checkpoint.
+      model_dir: output folder; a run resumes from its latest intact checkpoint.
       strategy: distribution strategy (default: the current one). Models, optimizers and
-        the history buffer are created in its scope.
+        the history buffer are created in its scope. Under `MultiWorkerMirroredStrategy`
+        only the chief writes summaries, checkpoints, the config and the export.
       cache_dir: parent folder of the simulator data cache.
-      verbose: Keras progress bar mode.
+      verbose: Keras progress bar mode (0 silent, 1 bar, 2 one line per epoch).
 
     Returns:
       A `TrainResult`.
     """
     config.validate()
     strategy = strategy or tf.distribute.get_strategy()
-    t = config.train
+    t, d = config.train, config.data
     replicas = strategy.num_replicas_in_sync
     if t.batch_size % (2 * replicas):
         raise ValueError(
@@ -195,59 +286,174 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(t.seed)
+    chief = checkpointing.is_chief(strategy)
+    multi_worker = strategy.extended._in_multi_worker_mode()  # pylint: disable=protected-access
 
     data_dir = resolve_data_dir(config, cache_dir)
     config = config_lib.override(config, {"data.data_dir": os.path.abspath(data_dir)})
+    splits = (d.synthetic_split, d.real_split)
+    info = schema.read_dataset_info(data_dir)
+    data.check_image_shape(info, data_dir, config.image_shape)
+    unreadable = 0
+    for split in splits:
+        reports = data_check.validate_split(data_dir, split, info,
+                                            skip_bad_records=d.skip_bad_records)
+        for report in reports:
+            if report.unreadable:
+                logging.warning("Skipping %d unreadable record(s) of %s (truncated or "
+                                "empty shard).", report.unreadable, report.path)
+        unreadable += data_check.total_unreadable(reports)
     os.makedirs(model_dir, exist_ok=True)
-    write_config(config, model_dir)
+    write_config(config, model_dir, write=chief)
 
     dataset = data.training_dataset(
-        data_dir, synthetic_split=config.data.synthetic_split,
-        real_split=config.data.real_split, batch_size=t.batch_size,
-        image_shape=config.image_shape, seed=t.seed,
-        shuffle_buffer=config.data.shuffle_buffer, deterministic=t.deterministic)
+        data_dir, synthetic_split=d.synthetic_split, real_split=d.real_split,
+        batch_size=t.batch_size, image_shape=config.image_shape, seed=t.seed,
+        shuffle_buffer=d.shuffle_buffer, deterministic=t.deterministic,
+        skip_bad_records=d.skip_bad_records)
+    if d.data_service:
+        dataset = data.use_data_service(dataset, d.data_service, job_name=f"simgan-{t.seed}")
+    if multi_worker:  # shards the files across workers (auto-shard policy FILE)
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    else:  # a plain iterator can be checkpointed; each step splits its global batch
+        iterator = iter(dataset)
+    # The iterator's position is saved with the model unless it cannot be (tf.data
+    # service) or is per worker (multi-worker: the chief's checkpoint cannot hold the
+    # other workers' positions).
+    save_iterator = not d.data_service and not multi_worker
+    if not save_iterator:
+        logging.warning("The input position is not checkpointed (%s): a resumed run "
+                        "restarts its input pipeline from the seed.",
+                        "tf.data service" if d.data_service else "multi-worker")
 
-    with strategy.scope():
-        model = build_simgan(config)
-        checkpoint = make_checkpoint(model)
-    manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(model_dir, CHECKPOINT_DIR), max_to_keep=t.keep_checkpoints,
-        step_counter=model.step_counter)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, model.step)
+    with precision_policy(t.mixed_precision) as loss_scale:
+        with strategy.scope():
+            model = build_simgan(config, loss_scale=loss_scale)
+    checkpoint = make_checkpoint(model, iterator if save_iterator else None)
+    checkpoint_dir = os.path.join(model_dir, CHECKPOINT_DIR)
+    scratch = None if chief else checkpointing.worker_scratch_dir(model_dir, strategy)
+    run_checkpoint = checkpointing.RunCheckpoint(
+        checkpoint, checkpoint_dir, max_to_keep=t.keep_checkpoints,
+        finite_check=model.trainable_variables,
+        write_directory=None if chief else os.path.join(scratch, CHECKPOINT_DIR))
+    restored = run_checkpoint.restore_latest()
+    if restored:
+        logging.info("Resumed from %s at step %d.", restored, model.step)
 
     total = model.schedule.total_steps
     remaining = total - model.step
     history = None
+    preempted = False
+    skipped = unreadable
     if remaining > 0:
         logging.info(
             "Training %d updates (%d refiner pretraining, %d discriminator pretraining, "
             "%d iterations of %d refiner + %d discriminator updates); %d to go.",
             total, t.pretrain_refiner_steps, t.pretrain_discriminator_steps, t.steps, t.k_g,
             t.k_d, remaining)
-        run_callbacks = [
-            callbacks.PhaseLogger(),
-            callbacks.SummaryCallback(
+        run_callbacks = [callbacks.PhaseLogger()]
+        if chief:
+            run_callbacks.append(callbacks.SummaryCallback(
                 os.path.join(model_dir, LOG_DIR),
-                synthetic_samples=sample_images(data_dir, config.data.synthetic_split,
-                                                NUM_SAMPLE_IMAGES),
-                real_samples=sample_images(data_dir, config.data.real_split, 2 * NUM_SAMPLE_IMAGES),
+                synthetic_samples=sample_images(data_dir, d.synthetic_split, NUM_SAMPLE_IMAGES),
+                real_samples=sample_images(data_dir, d.real_split, 2 * NUM_SAMPLE_IMAGES),
                 log_every=t.log_every, image_every=t.image_every,
-                hparams=callbacks.flatten_hparams(config.to_json())),
-            callbacks.CheckpointCallback(manager, t.checkpoint_every),
-        ]
-        history = model.fit(dataset, epochs=1, steps_per_epoch=remaining, shuffle=False,
-                            callbacks=run_callbacks, verbose=verbose)
+                hparams=callbacks.flatten_hparams(config.to_json())))
+            if d.skip_bad_records:
+                run_callbacks.append(callbacks.SkippedRecordsSummary(
+                    os.path.join(model_dir, LOG_DIR), log_every=t.log_every,
+                    unreadable=unreadable))
+        run_callbacks.append(callbacks.CheckpointCallback(run_checkpoint, t.checkpoint_every))
+        history, preempted, skipped = _fit(
+            model, iterator, remaining, run_callbacks, verbose=verbose, strategy=strategy,
+            run_checkpoint=run_checkpoint, data_dir=data_dir, splits=splits, info=info,
+            unreadable=unreadable)
     else:
         logging.info("Nothing to train: %s is at step %d of %d.", model_dir, model.step, total)
 
     export_path = None
-    if t.export:
+    if t.export and not preempted:
+        base = os.path.join(model_dir if chief else scratch, EXPORT_DIR)
         export_path = export.export_refiner(
-            model.refiner, os.path.join(model_dir, EXPORT_DIR), model.step, config.image_shape,
+            model.refiner, base, model.step, config.image_shape,
             data_info=schema.read_dataset_info(data_dir), data_dir=config.data.data_dir,
             config=config.to_json())
-        logging.info("Exported the refiner to %s", export_path)
+        if chief:
+            logging.info("Exported the refiner to %s", export_path)
+        else:  # every worker takes part in saving; only the chief's copy is kept
+            shutil.rmtree(scratch, ignore_errors=True)
+            export_path = None
     return TrainResult(model=model, config=config, step=model.step, export_path=export_path,
-                       history=history)
+                       history=history, preempted=preempted, skipped_records=skipped)
+
+
+def _fit(model, iterator, steps, run_callbacks, *, verbose, strategy, run_checkpoint,
+         data_dir, splits, info, unreadable):
+    """Runs `steps` updates with Keras callbacks; returns (history, preempted, skipped).
+
+    The equivalent of `model.fit(..., epochs=1, steps_per_epoch=steps)` over an iterator
+    owned by the caller (and saved in its checkpoints).
+    """
+    if verbose == "auto":
+        verbose = 1
+    callback_list = keras.callbacks.CallbackList(
+        run_callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+        verbose=verbose, epochs=1, steps=steps)
+    train_function = model.make_train_function()
+    any_worker = _make_agreement(strategy)
+    model.stop_training = False
+    preempted = False
+    skipped = unreadable
+    logs = {}
+    with _Preemption() as preemption:
+        callback_list.on_train_begin()
+        callback_list.on_epoch_begin(0)
+        for batch in range(steps):
+            callback_list.on_train_batch_begin(batch)
+            try:
+                step_logs = train_function(iterator)
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+                _raise_data_error(error, data_dir, splits, info)
+                raise
+            logs = {name: float(value) for name, value in step_logs.items()}
+            bad = {name: value for name, value in logs.items() if not np.isfinite(value)}
+            if bad:
+                raise NonFiniteLossError(
+                    f"Non-finite loss at step {model.step} (phase "
+                    f"{model.schedule.phase(model.step - 1).name}): {bad}. Training stopped "
+                    f"without writing a checkpoint; the latest good one in "
+                    f"{run_checkpoint.directory} is kept. Lower the learning rates or "
+                    "--reg_weight, or check the data.")
+            if SKIPPED_KEY in logs:
+                now = unreadable + int(logs[SKIPPED_KEY])
+                if now > skipped:
+                    logging.warning("Skipped %d bad input record(s) so far (--skip_bad_records).",
+                                    now)
+                skipped = now
+            callback_list.on_train_batch_end(batch, logs)
+            if any_worker(preemption.received) and batch + 1 < steps:
+                path = run_checkpoint.save(checkpoint_number=model.step)
+                logging.warning("Preempted at step %d: saved %s; run the same command "
+                                "again to resume.", model.step, path)
+                preempted = True
+                break
+            if model.stop_training:
+                break
+        if not preempted:
+            callback_list.on_epoch_end(0, logs)
+            callback_list.on_train_end(logs)
+    history = next((c for c in callback_list.callbacks
+                    if isinstance(c, keras.callbacks.History)), None)
+    return history, preempted, skipped
+
+
+def _raise_data_error(error, data_dir, splits, info):
+    """Raises `BadRecordError` naming the file (and record) of an input error, if found."""
+    message = getattr(error, "message", str(error))
+    marker = "Bad input data in"
+    if marker in message:
+        detail = " ".join(message[message.index(marker):].split())
+        raise data_check.BadRecordError.from_message(detail) from None
+    logging.error("Training failed on the input data (%s); reading %s record by record to "
+                  "find the bad record.", " ".join(message.split())[:200], data_dir)
+    data_check.find_bad_record(data_dir, splits, info)

@@ -1,0 +1,186 @@
+"""Checkpoints of a run: what they hold, how they are written and how a run resumes.
+
+A checkpoint holds everything that decides the future of a run: both networks, both
+optimizers (with their iteration counters and moments), the step counter (and so the
+phase of Algorithm 1), the history buffer and its fill counter, and the position of the
+tf.data iterator (its shuffle buffers, file positions and prefetched batches). The random
+draws of the history buffer are stateless functions of (seed, step), so the step counter
+is their generator state.
+
+Writing: TensorFlow writes a checkpoint's shards into `<prefix>_temp/`, merges them into
+`<prefix>.data-*` and writes `<prefix>.index` last through a temporary file and a rename;
+the `checkpoint` state file naming the latest one is replaced atomically afterwards. A run
+killed while saving therefore leaves the previous checkpoint as the latest. Before
+writing, the weights are checked to be finite: a checkpoint never holds NaN or Inf.
+
+Reading: `restore_latest` tries the checkpoints newest first. Each candidate is verified
+by reading every tensor (TensorFlow checks each tensor's CRC32C), and only then restored;
+a missing, truncated or corrupt checkpoint is skipped with a warning naming it, and the
+previous one is used.
+
+Multi-worker: every worker takes part in each save (saving may run collectives), but only
+the chief writes into `<model_dir>/checkpoints`; the others write into a temporary folder
+of theirs that is deleted right after (TensorFlow's documented pattern). All workers
+restore from the chief's folder, which must therefore be on storage they all see.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+_CHECKPOINT_NAME = "ckpt"
+_NUMBER = re.compile(r"ckpt-(\d+)\.index$")
+
+
+class NonFiniteWeightsError(FloatingPointError):
+    """Raised instead of writing a checkpoint whose weights are NaN or infinite."""
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether this process writes the run's files (always true outside multi-worker).
+
+    The chief is the task of type `chief`, or worker 0 when the cluster has no chief.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
+def worker_scratch_dir(model_dir: str, strategy: tf.distribute.Strategy | None = None) -> str:
+    """The temporary folder a non-chief worker writes into (deleted after each write)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = strategy.cluster_resolver
+    return os.path.join(model_dir, ".workers", f"{resolver.task_type}-{resolver.task_id}")
+
+
+def checkpoint_number(path: str) -> int:
+    """The step number of a checkpoint prefix `.../ckpt-<step>`."""
+    return int(path.rsplit("-", 1)[1])
+
+
+def verify(prefix: str) -> None:
+    """Reads every tensor of a checkpoint; raises if it is missing, partial or corrupt.
+
+    Raises:
+      tf.errors.OpError (DataLossError, NotFoundError, ...) or ValueError.
+    """
+    if not tf.io.gfile.exists(prefix + ".index"):
+        raise tf.errors.NotFoundError(None, None, f"{prefix}.index does not exist")
+    reader = tf.train.load_checkpoint(prefix)
+    for key, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype != tf.variant:  # the iterator state: checked when restored
+            reader.get_tensor(key)  # checks the tensor's CRC32C
+
+
+@tf.function
+def _all_finite(tensors):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+
+
+class RunCheckpoint:
+    """The checkpoints of one run: numbered by step, verified on restore.
+
+    Args:
+      checkpoint: the `tf.train.Checkpoint` of the run.
+      directory: `<model_dir>/checkpoints`, read by every worker, written by the chief.
+      max_to_keep: checkpoints kept on disk.
+      finite_check: tensors that must be finite for a checkpoint to be written
+        (the trainable weights).
+      write_directory: where this process writes (the chief: `directory`; other
+        workers: a scratch folder deleted after each save).
+    """
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, *, max_to_keep: int,
+                 finite_check=(), write_directory: str | None = None):
+        self.checkpoint = checkpoint
+        self.directory = directory
+        self.write_directory = write_directory or directory
+        self.finite_check = list(finite_check)
+        self.max_to_keep = max_to_keep
+        self._manager = tf.train.CheckpointManager(
+            checkpoint, self.write_directory, max_to_keep=max_to_keep,
+            checkpoint_name=_CHECKPOINT_NAME)
+
+    @property
+    def is_writer(self) -> bool:
+        return self.write_directory == self.directory
+
+    def candidates(self) -> list[str]:
+        """Checkpoint prefixes in `directory`, newest (highest step) first."""
+        prefixes = set()
+        state = tf.train.get_checkpoint_state(self.directory)
+        if state is not None:
+            prefixes.update(state.all_model_checkpoint_paths)
+        for index in glob.glob(os.path.join(self.directory, f"{_CHECKPOINT_NAME}-*.index")):
+            if _NUMBER.search(index):
+                prefixes.add(index[: -len(".index")])
+        prefixes = {p if os.path.isabs(p) else os.path.join(self.directory, p) for p in prefixes}
+        return sorted(prefixes, key=checkpoint_number, reverse=True)
+
+    def restore_latest(self) -> str | None:
+        """Restores the newest intact checkpoint; returns its prefix (`None`: none found).
+
+        A checkpoint that cannot be read completely is skipped with a warning.
+        """
+        skipped = []
+        for prefix in self.candidates():
+            try:
+                verify(prefix)
+                self.checkpoint.restore(prefix).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError) as e:
+                message = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                logging.warning("Checkpoint %s is unreadable (partial or corrupt), using the "
+                                "previous one: %s", prefix, message)
+                skipped.append(prefix)
+                continue
+            if skipped and self.is_writer:
+                self._manager = tf.train.CheckpointManager(
+                    self.checkpoint, self.write_directory, max_to_keep=self.max_to_keep,
+                    checkpoint_name=_CHECKPOINT_NAME)
+            return prefix
+        if skipped:
+            logging.warning("No intact checkpoint in %s (unreadable: %s); starting from "
+                            "scratch.", self.directory, ", ".join(skipped))
+        return None
+
+    def save(self, checkpoint_number: int) -> str | None:
+        """Writes checkpoint `ckpt-<checkpoint_number>`; every worker must call it.
+
+        Returns:
+          The written prefix on the chief, `None` on other workers.
+
+        Raises:
+          NonFiniteWeightsError: if a weight is NaN or infinite (nothing is written).
+        """
+        if self.finite_check and not bool(_all_finite(self.finite_check)):
+            raise NonFiniteWeightsError(
+                f"Refusing to write checkpoint {checkpoint_number}: the weights hold NaN or "
+                f"Inf. The latest good checkpoint in {self.directory} is kept.")
+        path = self._manager.save(checkpoint_number=checkpoint_number)
+        if not self.is_writer:
+            shutil.rmtree(self.write_directory, ignore_errors=True)
+            self._manager = tf.train.CheckpointManager(
+                self.checkpoint, self.write_directory, max_to_keep=self.max_to_keep,
+                checkpoint_name=_CHECKPOINT_NAME)
+            return None
+        return path
+
+
+def read_tensors(prefix: str, prefix_filter: str = "") -> dict[str, np.ndarray]:
+    """All tensors of a checkpoint whose key starts with `prefix_filter` (for tests, tools)."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {key: reader.get_tensor(key) for key, dtype in reader.get_variable_to_dtype_map().items()
+            if key.startswith(prefix_filter) and dtype != tf.variant}
