@@ -69,35 +69,43 @@ def to_uint(images: tf.Tensor, image_dtype: str = "uint8", pixel_range=None) -> 
 
 
 def make_parse_fn(info: schema.DatasetInfo, split: str):
-    """Returns a function from a serialized record to a dict of decoded features.
+    """Returns `(path, index, serialized record) -> dict of decoded features`.
 
     The dict holds `image` (float32 `[H, W, C]` in [-1, 1]), `key`, `domain` and every
-    label field of the split (float32 vectors). A record whose image does not decode to
-    the shape of `dataset.json` fails with an error naming the split and key.
+    label field of the split (float32 vectors). A record missing a field, with a label of
+    the wrong length, or whose image is not a PNG of the size, channel count and bit
+    depth of `dataset.json`, fails with an `InvalidArgumentError` naming the file, the
+    record index in the file and the key.
     """
     split_info = info.splits[split]
-    spec = schema.feature_spec(split_info.label_fields)
-    height, width, channels = info.image_shape
+    spec = {name: tf.io.VarLenFeature(feature.dtype)
+            for name, feature in schema.feature_spec(split_info.label_fields).items()}
+    lengths = {name: 1 for name in spec}
+    lengths.update({name: int(n) for name, n in split_info.label_fields.items()})
+    names = sorted(spec)
+    image_check = make_image_check_fn(info, split, fail=True)
     dtype = info.image_dtype
 
-    def parse(serialized):
-        features = tf.io.parse_single_example(serialized, spec)
-        image = tf.io.decode_png(features[schema.IMAGE_ENCODED], channels=channels,
-                                 dtype=_TF_DTYPE[dtype])
-        shape = tf.shape(image)
-        ok = tf.reduce_all(tf.equal(shape[:2], [height, width]))
-        assertion = tf.debugging.Assert(ok, [
-            f"Split {split!r}: image of record", features[schema.SAMPLE_KEY],
-            "has shape", shape, f"but dataset.json says [{height}, {width}, {channels}]"])
+    def parse(path, index, serialized):
+        sparse = tf.io.parse_single_example(serialized, spec)
+        values = {name: sparse[name].values for name in names}
+        sizes = tf.stack([tf.size(values[name]) for name in names])
+        key = tf.strings.reduce_join(values[schema.SAMPLE_KEY])
+        ok = tf.reduce_all(tf.equal(sizes, [lengths[name] for name in names]))
+        assertion = tf.debugging.Assert(ok, [_where(path, index, key, split, [
+            f"value counts of {', '.join(names)} are ", tf.strings.format("{}", sizes, summarize=-1),
+            f", expected {' '.join(str(lengths[n]) for n in names)} (0: field missing)"])])
         with tf.control_dependencies([assertion]):
-            image = tf.ensure_shape(image, [height, width, channels])
+            encoded, _ = image_check(path, index, serialized, key=key)
+        image = tf.io.decode_png(encoded, channels=info.image_channels, dtype=_TF_DTYPE[dtype])
+        image = tf.ensure_shape(image, info.image_shape)
         out = {
             "image": scale_image(image, dtype, info.pixel_range),
-            "key": features[schema.SAMPLE_KEY],
-            "domain": features[schema.SAMPLE_DOMAIN],
+            "key": key,
+            "domain": tf.strings.reduce_join(values[schema.SAMPLE_DOMAIN]),
         }
         for name in split_info.label_fields:
-            out[name] = features[name]
+            out[name] = tf.reshape(values[name], [lengths[name]])
         return out
 
     return parse
@@ -139,19 +147,9 @@ def read_split(data_dir: str, split: str, *, info: schema.DatasetInfo | None = N
     if info.splits[split].count == 0:
         raise ValueError(f"Split {split!r} of {data_dir} is empty (dataset.json count 0).")
     paths, compression = list_shards(os.path.join(data_dir, split))
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if shuffle:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        files = files.repeat()
-    # Without shuffling, records come in file order (shard by shard); with it, up to 8
-    # shards are read in parallel and interleaved record by record.
-    records = files.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type=compression or ""),
-        cycle_length=min(len(paths), 8) if shuffle else 1, block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    records = _numbered_records(paths, compression, shuffle=shuffle, repeat=repeat, seed=seed,
+                                deterministic=deterministic, input_context=input_context,
+                                skip_bad_records=False)
     if shuffle:
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return records.map(make_parse_fn(info, split), num_parallel_calls=tf.data.AUTOTUNE,
@@ -171,6 +169,17 @@ def check_image_shape(info: schema.DatasetInfo, data_dir: str,
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOR_TYPE = {1: 0, 3: 2}
 _PNG_BIT_DEPTH = {"uint8": 8, "uint16": 16}
+
+
+def _where(path, index, key, split, details):
+    """The message of a bad record, as `data_check.BadRecordError` words it."""
+    return tf.strings.join([
+        "Bad input data in ", path, ", record ", tf.strings.as_string(index), ": (key ",
+        key, f", split {split}) ", *details, ERROR_END])
+
+
+# Ends the messages of bad records raised in the pipeline (TensorFlow appends its own).
+ERROR_END = " <end>"
 
 
 def _numbered_records(paths, compression, *, shuffle, repeat, seed, deterministic,
@@ -205,12 +214,15 @@ def make_image_check_fn(info: schema.DatasetInfo, split: str, *, fail: bool):
     otherwise `ok` is False for it.
     """
     height, width, channels = info.image_shape
-    spec = {schema.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    spec = {schema.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string, default_value=""),
+            schema.SAMPLE_KEY: tf.io.FixedLenFeature([], tf.string, default_value="")}
     expected = (f"dataset.json says {height}x{width}, {channels} channel(s) (PNG color "
                 f"type {_PNG_COLOR_TYPE[channels]}), bit depth {_PNG_BIT_DEPTH[info.image_dtype]}")
 
-    def check(path, index, serialized):
-        encoded = tf.io.parse_single_example(serialized, spec)[schema.IMAGE_ENCODED]
+    def check(path, index, serialized, key=None):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        encoded = parsed[schema.IMAGE_ENCODED]
+        key = parsed[schema.SAMPLE_KEY] if key is None else key
         padded = tf.strings.join([encoded, tf.constant(b"\0" * 33)])
         header = tf.io.decode_raw(tf.strings.substr(padded, 16, 10), tf.uint8)
         header = tf.cast(header, tf.int64)
@@ -223,11 +235,12 @@ def make_image_check_fn(info: schema.DatasetInfo, split: str, *, fail: bool):
             tf.equal(header[8], _PNG_BIT_DEPTH[info.image_dtype]),
             tf.equal(header[9], _PNG_COLOR_TYPE[channels])]))
         if fail:
-            assertion = tf.debugging.Assert(ok, [
-                "Bad input data in", path, "record", index, f"of split {split!r}:",
-                "image/encoded of", tf.strings.length(encoded), "bytes, PNG header height",
-                png_height, "width", png_width, "bit depth", header[8], "color type",
-                header[9], f"(missing field or not a PNG if 0); {expected}"], summarize=8)
+            number = tf.strings.as_string
+            assertion = tf.debugging.Assert(ok, [_where(path, index, key, split, [
+                "image/encoded of ", number(tf.strings.length(encoded)),
+                " bytes, PNG header height ", number(png_height), " width ", number(png_width),
+                " bit depth ", number(header[8]), " color type ", number(header[9]),
+                f" (0 if missing or not a PNG); {expected}"])])
             with tf.control_dependencies([assertion]):
                 encoded = tf.identity(encoded)
         return encoded, ok

@@ -208,9 +208,10 @@ class SimGAN(keras.Model):
                 # only this phase's, so the progress bar keeps the others' last values.
                 logs = {name: self.trackers[name].result() for name in PHASE_METRICS[phase]}
                 if skipped is not None:
-                    # Bad input records dropped so far by this worker's input pipeline.
-                    per_replica = strategy.run(tf.reduce_max, args=(skipped,))
-                    logs[SKIPPED_KEY] = strategy.reduce("MAX", per_replica, axis=None)
+                    # Bad input records dropped so far by this worker's input pipeline
+                    # (every row of every replica's slice holds the count).
+                    local = strategy.experimental_local_results(skipped)[0]
+                    logs[SKIPPED_KEY] = tf.reduce_max(local)
                 return logs
 
             return one_step if self.run_eagerly else tf.function(one_step)

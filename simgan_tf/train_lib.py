@@ -169,9 +169,13 @@ def resolve_data_dir(config: config_lib.SimGANConfig, cache_dir: str | None = No
     return builtin_data.ensure_simulator_data(cache_dir, **counts)
 
 
-def sample_images(data_dir: str, split: str, n: int) -> np.ndarray:
-    """The first `n` images of a split (in file order), `[n, H, W, C]` in [-1, 1]."""
-    dataset = data.read_split(data_dir, split).take(n).map(lambda e: e["image"])
+def sample_images(data_dir: str, split: str, n: int,
+                  skip_bad_records: bool = False) -> np.ndarray:
+    """The first `n` (good) images of a split, in file order: `[n, H, W, C]` in [-1, 1]."""
+    dataset = data.read_split(data_dir, split)
+    if skip_bad_records:
+        dataset = dataset.ignore_errors()
+    dataset = dataset.take(n).map(lambda e: e["image"])
     return np.stack(list(dataset.as_numpy_iterator()))
 
 
@@ -353,11 +357,17 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
             t.k_d, remaining)
         run_callbacks = [callbacks.PhaseLogger()]
         if chief:
+            try:
+                synthetic_samples = sample_images(data_dir, d.synthetic_split,
+                                                  NUM_SAMPLE_IMAGES, d.skip_bad_records)
+                real_samples = sample_images(data_dir, d.real_split, 2 * NUM_SAMPLE_IMAGES,
+                                             d.skip_bad_records)
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+                _raise_data_error(error, data_dir, splits, info)
+                raise
             run_callbacks.append(callbacks.SummaryCallback(
-                os.path.join(model_dir, LOG_DIR),
-                synthetic_samples=sample_images(data_dir, d.synthetic_split, NUM_SAMPLE_IMAGES),
-                real_samples=sample_images(data_dir, d.real_split, 2 * NUM_SAMPLE_IMAGES),
-                log_every=t.log_every, image_every=t.image_every,
+                os.path.join(model_dir, LOG_DIR), synthetic_samples=synthetic_samples,
+                real_samples=real_samples, log_every=t.log_every, image_every=t.image_every,
                 hparams=callbacks.flatten_hparams(config.to_json())))
             if d.skip_bad_records:
                 run_callbacks.append(callbacks.SkippedRecordsSummary(
@@ -452,7 +462,7 @@ def _raise_data_error(error, data_dir, splits, info):
     message = getattr(error, "message", str(error))
     marker = "Bad input data in"
     if marker in message:
-        detail = " ".join(message[message.index(marker):].split())
+        detail = message[message.index(marker):].split(data.ERROR_END)[0]
         raise data_check.BadRecordError.from_message(detail) from None
     logging.error("Training failed on the input data (%s); reading %s record by record to "
                   "find the bad record.", " ".join(message.split())[:200], data_dir)
