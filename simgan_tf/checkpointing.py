@@ -140,7 +140,7 @@ class RunCheckpoint:
             try:
                 verify(prefix)
                 self.checkpoint.restore(prefix).assert_existing_objects_matched()
-            except (tf.errors.OpError, ValueError, AssertionError) as e:
+            except Exception as e:  # noqa: BLE001 - the reader raises OpError, IndexError, ...
                 message = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
                 logging.warning("Checkpoint %s is unreadable (partial or corrupt), using the "
                                 "previous one: %s", prefix, message)
