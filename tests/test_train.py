@@ -141,3 +141,50 @@ def test_mirrored_strategy_training_smoke(shifted_data_dir, tmp_path, mirrored_s
     with pytest.raises(ValueError, match="multiple of 4"):
         train_lib.train(tiny_config(shifted_data_dir, batch_size=6), str(tmp_path / "r2"),
                         strategy=mirrored_strategy, verbose=0)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--steps=-1", "train.steps must be >= 0. Received: -1"),
+    ("--pretrain_refiner_steps=-3", "train.pretrain_refiner_steps must be >= 0. Received: -3"),
+    ("--reg_weight=-0.5", "train.reg_weight (lambda) must be >= 0. Received: -0.5"),
+    ("--history_size=3", "at least half a batch (4). Received: 3"),
+    ("--checkpoint_every=0", "train.checkpoint_every must be >= 1. Received: 0"),
+    ("--data_service=localhost:5050", "grpc://host:port. Received: 'localhost:5050'"),
+])
+def test_train_py_rejects_out_of_range_flags_at_start(tmp_path, flag, message):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=gaze", "--batch_size=8",
+         f"--data_dir={tmp_path}", f"--model_dir={tmp_path / 'run'}", flag],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_mixed_precision_runs_and_keeps_float32_at_the_edges(shifted_data_dir, tmp_path):
+    import keras
+
+    config = config_lib.override(tiny_config(shifted_data_dir), {"train.mixed_precision": True})
+    result = train_lib.train(config, str(tmp_path / "run"), verbose=0)
+    model = result.model
+    assert result.step == 9
+    assert keras.config.dtype_policy().name == "float32"  # restored after building
+    conv = model.refiner.get_layer("conv_in")
+    assert conv.compute_dtype == "bfloat16" and conv.variable_dtype == "float32"
+    images = tf.zeros([2, 35, 55, 1])
+    assert model.refiner(images).dtype == tf.float32
+    assert model.discriminator(images).dtype == tf.float32  # logits
+    assert model.history_buffer.images.dtype == tf.float32
+    assert int(model.history_buffer.fill.numpy()) == 8
+    for name, tracker in model.trackers.items():
+        assert tracker.result().dtype == tf.float32, name
+    assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
+    refine = export.load_refiner(result.export_path)
+    signature = refine.loaded.signatures["serving_default"]
+    assert signature.structured_input_signature[1]["images"].dtype == tf.float32
+    refined = refine(np.zeros((3, 35, 55, 1), np.float32))
+    assert refined.dtype == tf.float32 and refined.shape == (3, 35, 55, 1)
+    # bfloat16 inside: the exported graph may round differently from eager by a few ulps.
+    np.testing.assert_allclose(refined.numpy(), model.refiner(np.zeros((3, 35, 55, 1),
+                                                                       np.float32)).numpy(),
+                               atol=1e-3)
