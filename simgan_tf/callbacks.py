@@ -259,7 +259,8 @@ class CheckpointCallback(keras.callbacks.Callback):
     def _save(self, step):
         path = self.manager.save(checkpoint_number=step)
         self._last_saved = step
-        logging.info("Saved checkpoint %s", path)
+        if path:  # `None` on multi-worker workers other than the chief
+            logging.info("Saved checkpoint %s", path)
 
 
 class PhaseLogger(keras.callbacks.Callback):

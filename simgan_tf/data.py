@@ -348,10 +348,9 @@ def use_data_service(dataset: tf.data.Dataset, address: str, *,
       address: `grpc://host:port` of the dispatcher.
       job_name: shared by all consumers of the same run.
     """
-    protocol, _, target = address.partition("://")
     dataset = dataset.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,
-        service=target, protocol=protocol, job_name=job_name))
+        service=address, job_name=job_name))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.OFF)

@@ -75,6 +75,9 @@ def build_strategy(name: str) -> tf.distribute.Strategy:
     the local devices (GPUs, else logical CPUs); `multi_worker`:
     MultiWorkerMirroredStrategy configured from `TF_CONFIG`.
     """
+    if name == "multi_worker":
+        # Before anything else touches the devices: collectives are configured at startup.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -83,8 +86,6 @@ def build_strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Expected strategy in {config_lib.STRATEGIES}. Received: {name!r}")
 
 
@@ -248,9 +249,9 @@ def _make_agreement(strategy):
         @tf.function
         def agree(flag):
             per_replica = strategy.run(tf.identity, args=(flag,))
-            return strategy.reduce("MAX", per_replica, axis=None)
+            return strategy.reduce("SUM", per_replica, axis=None)
 
-        return lambda flag: bool(agree(tf.constant(int(flag))).numpy())
+        return lambda flag: int(agree(tf.constant(int(flag))).numpy()) > 0
     return bool
 
 
@@ -356,23 +357,25 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
             total, t.pretrain_refiner_steps, t.pretrain_discriminator_steps, t.steps, t.k_g,
             t.k_d, remaining)
         run_callbacks = [callbacks.PhaseLogger()]
-        if chief:
-            try:
-                synthetic_samples = sample_images(data_dir, d.synthetic_split,
-                                                  NUM_SAMPLE_IMAGES, d.skip_bad_records)
-                real_samples = sample_images(data_dir, d.real_split, 2 * NUM_SAMPLE_IMAGES,
-                                             d.skip_bad_records)
-            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-                _raise_data_error(error, data_dir, splits, info)
-                raise
-            run_callbacks.append(callbacks.SummaryCallback(
-                os.path.join(model_dir, LOG_DIR), synthetic_samples=synthetic_samples,
-                real_samples=real_samples, log_every=t.log_every, image_every=t.image_every,
-                hparams=callbacks.flatten_hparams(config.to_json())))
-            if d.skip_bad_records:
-                run_callbacks.append(callbacks.SkippedRecordsSummary(
-                    os.path.join(model_dir, LOG_DIR), log_every=t.log_every,
-                    unreadable=unreadable))
+        # Every worker runs the same callbacks, since reading and resetting the metrics
+        # of a multi-worker run are collective operations; workers other than the chief
+        # write their summaries into their scratch folder, deleted at the end.
+        log_dir = os.path.join(model_dir if chief else scratch, LOG_DIR)
+        try:
+            synthetic_samples = sample_images(data_dir, d.synthetic_split, NUM_SAMPLE_IMAGES,
+                                              d.skip_bad_records)
+            real_samples = sample_images(data_dir, d.real_split, 2 * NUM_SAMPLE_IMAGES,
+                                         d.skip_bad_records)
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+            _raise_data_error(error, data_dir, splits, info)
+            raise
+        run_callbacks.append(callbacks.SummaryCallback(
+            log_dir, synthetic_samples=synthetic_samples, real_samples=real_samples,
+            log_every=t.log_every, image_every=t.image_every,
+            hparams=callbacks.flatten_hparams(config.to_json())))
+        if d.skip_bad_records:
+            run_callbacks.append(callbacks.SkippedRecordsSummary(
+                log_dir, log_every=t.log_every, unreadable=unreadable))
         run_callbacks.append(callbacks.CheckpointCallback(run_checkpoint, t.checkpoint_every))
         history, preempted, skipped = _fit(
             model, iterator, remaining, run_callbacks, verbose=verbose, strategy=strategy,
@@ -391,8 +394,11 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
         if chief:
             logging.info("Exported the refiner to %s", export_path)
         else:  # every worker takes part in saving; only the chief's copy is kept
-            shutil.rmtree(scratch, ignore_errors=True)
             export_path = None
+    if not chief:
+        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the last worker out removes the parent
+            os.rmdir(os.path.dirname(scratch))
     return TrainResult(model=model, config=config, step=model.step, export_path=export_path,
                        history=history, preempted=preempted, skipped_records=skipped)
 

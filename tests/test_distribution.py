@@ -1,0 +1,90 @@
+"""Scale-out: two local MultiWorkerMirroredStrategy workers, and the tf.data service."""
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from simgan_tf import config as config_lib, export, train_lib
+from test_train import event_tags, tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOTAL = 2 + 1 + 2 * 3
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_workers(data_dir, model_dir, tmp_path, *flags):
+    """Runs train.py as worker 0 (chief) and worker 1 of a loopback cluster."""
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        log = open(tmp_path / f"worker{index}.log", "w")
+        processes.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=gaze",
+             f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--strategy=multi_worker",
+             "--steps=2", "--pretrain_refiner_steps=2", "--pretrain_discriminator_steps=1",
+             "--history_size=8", "--log_every=2", "--image_every=3", "--checkpoint_every=4",
+             "--refiner_filters=8", "--refiner_blocks=1", "--verbosity=0", *flags],
+            stdout=log, stderr=log, env=env, cwd=str(tmp_path)))
+    codes = [p.wait(timeout=600) for p in processes]
+    logs = [open(tmp_path / f"worker{i}.log").read() for i in range(2)]
+    return codes, logs
+
+
+def test_two_workers_train_and_only_the_chief_writes(shifted_data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    codes, logs = run_workers(shifted_data_dir, model_dir, tmp_path, "--batch_size=8")
+    assert codes == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+    for log in logs:
+        assert f"Done at step {TOTAL}" in log
+    # Only the chief wrote: checkpoints, TensorBoard, export; no worker scratch left.
+    assert "Saved checkpoint" in logs[0] and "Saved checkpoint" not in logs[1]
+    checkpoints = os.path.join(model_dir, "checkpoints")
+    assert tf.train.latest_checkpoint(checkpoints).endswith(f"ckpt-{TOTAL}")
+    assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "export", "logs"]
+    assert len(glob.glob(os.path.join(model_dir, "logs", "train", "events.out.*"))) == 1
+    assert "schedule/phase" in event_tags(os.path.join(model_dir, "logs"))
+    refine = export.load_refiner(os.path.join(model_dir, "export", "refiner", str(TOTAL)))
+    assert refine(np.zeros((2, 35, 55, 1), np.float32)).shape == (2, 35, 55, 1)
+    assert "num_workers = 2" in logs[0] and "task_id = 1" in logs[1]
+
+
+def test_two_workers_refuse_a_batch_that_does_not_split(shifted_data_dir, tmp_path):
+    codes, logs = run_workers(shifted_data_dir, str(tmp_path / "run"), tmp_path,
+                              "--batch_size=6")
+    assert codes == [1, 1]
+    for log in logs:
+        assert "6 over 2 replicas. Use a multiple of 4" in log
+
+
+def test_training_reads_from_the_tf_data_service(shifted_data_dir, tmp_path, caplog):
+    dispatcher = tf.data.experimental.service.DispatchServer()
+    worker = tf.data.experimental.service.WorkerServer(
+        tf.data.experimental.service.WorkerConfig(
+            dispatcher_address=dispatcher.target.split("://")[1]))
+    assert dispatcher.target.startswith("grpc://")
+    config = config_lib.override(tiny_config(shifted_data_dir, export=False),
+                                 {"data.data_service": dispatcher.target})
+    result = train_lib.train(config, str(tmp_path / "run"), verbose=0)
+    assert result.step == TOTAL
+    assert worker._num_tasks() >= 1  # the pipeline ran on the service's worker
+    assert "input position is not checkpointed (tf.data service)" in caplog.text
+    worker._stop()
+    dispatcher._stop()
