@@ -8,6 +8,12 @@ Image scaling: a pixel p maps to 2 (p - lo) / (hi - lo) - 1, clipped to [-1, 1],
 range: 8-bit PNG pixels [0, 255] map to p / 127.5 - 1, 16-bit ones [0, 65535] to
 p / 32767.5 - 1. Depth data sets its range in mm (NYU hand and the hand simulator:
 [-1000, 2000], so background 0 is -1/3, 500 mm is 0 and 2 m is +1). `to_uint` inverts the mapping (exactly, for the default ranges).
+
+Bad records: records travel with their file and index in the file, so a record that is
+missing a field or whose PNG header (size, channels, bit depth) disagrees with
+`dataset.json` fails with an error naming both ("Bad input data in <file>, record <i>:
+..."), or, in `training_dataset(skip_bad_records=True)`, is dropped and counted.
+`data_check` holds the validation pass run before training.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
 """Training of a SimGAN run from a config: the library behind `train.py`.
 
-`train(config, model_dir, strategy)` resolves the data, writes `config.json`, builds the
-model in the strategy scope, restores the latest checkpoint of `model_dir` if there is one,
-runs Algorithm 1 with `keras.Model.fit`, and exports the refiner.
+`train(config, model_dir, strategy)` resolves and validates the data, writes
+`config.json`, builds the model in the strategy scope, restores the latest intact
+checkpoint of `model_dir` if there is one, runs Algorithm 1 with a `fit`-like loop over an
+input iterator it owns (so that the iterator's position is checkpointed), and exports the
+refiner.
 
-Outputs in `model_dir`:
+Outputs in `model_dir` (written by the chief alone under multi-worker training):
   config.json                    the resolved config (data folder filled in)
-  checkpoints/ckpt-<step>        tf.train checkpoints (model, optimizers, buffer, step)
+  checkpoints/ckpt-<step>        tf.train checkpoints (model, optimizers, buffer, step,
+                                 input iterator; see `checkpointing`)
   logs/train/                    TensorBoard event files
   export/refiner/<step>/         the refiner SavedModel (TF Serving layout)
 """
