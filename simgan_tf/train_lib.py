@@ -453,7 +453,8 @@ def _fit(model, iterator, steps, run_callbacks, *, verbose, strategy, run_checkp
             if any_worker(preemption.received) and batch + 1 < steps:
                 path = run_checkpoint.save(checkpoint_number=model.step)
                 logging.warning("Preempted at step %d: saved %s; run the same command "
-                                "again to resume.", model.step, path)
+                                "again to resume.", model.step,
+                                path or "the checkpoint (written by the chief)")
                 preempted = True
                 break
             if model.stop_training:

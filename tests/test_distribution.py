@@ -3,9 +3,11 @@
 import glob
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -27,8 +29,8 @@ def free_ports(n):
     return ports
 
 
-def run_workers(data_dir, model_dir, tmp_path, *flags):
-    """Runs train.py as worker 0 (chief) and worker 1 of a loopback cluster."""
+def start_workers(data_dir, model_dir, tmp_path, *flags):
+    """Starts train.py as worker 0 (chief) and worker 1 of a loopback cluster."""
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     processes = []
     for index in range(2):
@@ -39,10 +41,16 @@ def run_workers(data_dir, model_dir, tmp_path, *flags):
         processes.append(subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=gaze",
              f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--strategy=multi_worker",
-             "--steps=2", "--pretrain_refiner_steps=2", "--pretrain_discriminator_steps=1",
+             "--pretrain_refiner_steps=2", "--pretrain_discriminator_steps=1",
              "--history_size=8", "--log_every=2", "--image_every=3", "--checkpoint_every=4",
              "--refiner_filters=8", "--refiner_blocks=1", "--verbosity=0", *flags],
             stdout=log, stderr=log, env=env, cwd=str(tmp_path)))
+    return processes
+
+
+def run_workers(data_dir, model_dir, tmp_path, *flags):
+    """Runs both workers to the end; returns their exit codes and logs."""
+    processes = start_workers(data_dir, model_dir, tmp_path, *flags)
     codes = [p.wait(timeout=600) for p in processes]
     logs = [open(tmp_path / f"worker{i}.log").read() for i in range(2)]
     return codes, logs
@@ -50,7 +58,8 @@ def run_workers(data_dir, model_dir, tmp_path, *flags):
 
 def test_two_workers_train_and_only_the_chief_writes(shifted_data_dir, tmp_path):
     model_dir = str(tmp_path / "run")
-    codes, logs = run_workers(shifted_data_dir, model_dir, tmp_path, "--batch_size=8")
+    codes, logs = run_workers(shifted_data_dir, model_dir, tmp_path, "--batch_size=8",
+                              "--steps=2")
     assert codes == [0, 0], "\n\n".join(log[-3000:] for log in logs)
     for log in logs:
         assert f"Done at step {TOTAL}" in log
@@ -68,10 +77,31 @@ def test_two_workers_train_and_only_the_chief_writes(shifted_data_dir, tmp_path)
 
 def test_two_workers_refuse_a_batch_that_does_not_split(shifted_data_dir, tmp_path):
     codes, logs = run_workers(shifted_data_dir, str(tmp_path / "run"), tmp_path,
-                              "--batch_size=6")
+                              "--batch_size=6", "--steps=2")
     assert codes == [1, 1]
     for log in logs:
         assert "6 over 2 replicas. Use a multiple of 4" in log
+
+
+def test_sigterm_to_one_worker_makes_all_checkpoint_the_same_step_and_stop(
+        shifted_data_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    processes = start_workers(shifted_data_dir, model_dir, tmp_path, "--batch_size=8",
+                              "--steps=100")
+    deadline = time.time() + 300
+    while not glob.glob(os.path.join(model_dir, "checkpoints", "ckpt-*.index")):
+        assert time.time() < deadline and all(p.poll() is None for p in processes)
+        time.sleep(0.05)
+    processes[1].send_signal(signal.SIGTERM)  # the worker that is not the chief
+    codes = [p.wait(timeout=300) for p in processes]
+    logs = [open(tmp_path / f"worker{i}.log").read() for i in range(2)]
+    assert codes == [143, 143], "\n\n".join(log[-3000:] for log in logs)
+    assert "Received SIGTERM" in logs[1] and "Received SIGTERM" not in logs[0]
+    steps = [int(log.split("Preempted at step ")[1].split(":")[0]) for log in logs]
+    assert steps[0] == steps[1] < 2 + 1 + 100 * 3
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    assert latest.endswith(f"ckpt-{steps[0]}")
+    assert not os.path.exists(os.path.join(model_dir, ".workers"))
 
 
 def test_training_reads_from_the_tf_data_service(shifted_data_dir, tmp_path, caplog):
