@@ -135,6 +135,10 @@ class RunCheckpoint:
 
         A checkpoint that cannot be read completely is skipped with a warning.
         """
+        if self.is_writer:  # shards of a save that was killed before its merge
+            for partial in glob.glob(os.path.join(self.directory, f"{_CHECKPOINT_NAME}-*_temp")):
+                logging.warning("Removing %s, left by a save that did not finish.", partial)
+                shutil.rmtree(partial, ignore_errors=True)
         skipped = []
         for prefix in self.candidates():
             try:

@@ -223,9 +223,10 @@ def validate_split(data_dir: str, split: str, info: schema.DatasetInfo, *,
         if report.records != 0:
             try:
                 check_record(_first_record(path, compression), info, split, path, 0)
-            except BadRecordError:
+            except BadRecordError as e:
                 if not skip_bad_records:
                     raise
+                logging.warning("%s (it will be skipped: --skip_bad_records).", e)
         reports.append(report)
     if all(r.records == 0 for r in reports):
         raise ValueError(f"Split {split!r} of {data_dir} has no readable record "

@@ -64,10 +64,14 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(trained_run, shift
     shutil.copytree(trained_run, model_dir)
     latest = os.path.join(checkpoint_dir(model_dir), "ckpt-9")
     damage(latest)
+    partial = os.path.join(checkpoint_dir(model_dir), "ckpt-12_temp")  # a killed save
+    os.makedirs(partial)
+    open(os.path.join(partial, "part-00000-of-00001.data-00000-of-00001"), "wb").close()
     model, restored = restore_into_new_model(tiny_config(shifted_data_dir), model_dir)
     assert restored == os.path.join(checkpoint_dir(model_dir), "ckpt-8")
     assert model.step == 8
     assert f"Checkpoint {latest} is unreadable" in caplog.text
+    assert not os.path.exists(partial)
     # The networks' weights are saved through the optimizers that own them.
     expected = checkpointing.read_tensors(restored, "refiner_optimizer/_trainable_variables")
     assert len(expected) == len(model.refiner.trainable_variables)
