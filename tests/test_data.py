@@ -129,3 +129,22 @@ def test_pixel_range_scales_depth_and_clips(tmp_path):
     np.testing.assert_array_equal(
         data.to_uint(data.scale_image(depth, "uint16", [-1000, 2000]), "uint16",
                      [-1000, 2000]).numpy(), [0, 500, 2000])
+
+
+def test_training_dataset_shards_by_file_for_multiple_workers(folder):
+    data_dir, images, _ = folder
+    kwargs = dict(synthetic_split="synthetic", real_split="real", batch_size=4,
+                  image_shape=(35, 55, 1), seed=0, shuffle_buffer=64, deterministic=True)
+    ds = data.training_dataset(data_dir, **kwargs)
+    policy = ds.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.FILE
+    # Per input pipeline (worker): each reads its own shards, together all of them.
+    seen = []
+    for worker in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker)
+        batches = data.training_dataset(data_dir, input_context=context, **kwargs)
+        mine = np.concatenate([b["synthetic"] for b, _ in zip(batches.as_numpy_iterator(),
+                                                               range(20))])
+        seen.append({x.tobytes() for x in mine})
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    assert len(seen[0] | seen[1]) == 40

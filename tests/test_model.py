@@ -129,3 +129,14 @@ def test_mirrored_discriminator_step_fills_buffer_from_all_replicas(mirrored_str
     refined = model.refiner(data["synthetic"]).numpy()
     # Slots 0-1 hold replica 0's first two fresh images, 2-3 replica 1's (images 4, 5).
     np.testing.assert_allclose(copies[0].numpy()[:4], refined[[0, 1, 4, 5]], atol=1e-5)
+
+
+def test_split_across_replicas_gives_each_replica_its_rows(mirrored_strategy):
+    from simgan_tf.model import split_across_replicas
+
+    data = {"synthetic": tf.reshape(tf.range(8.0), [8, 1]), "skipped": tf.fill([8], 3)}
+    split = split_across_replicas(mirrored_strategy, data)
+    rows = mirrored_strategy.experimental_local_results(split["synthetic"])
+    assert [r.numpy().ravel().tolist() for r in rows] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    skipped = mirrored_strategy.experimental_local_results(split["skipped"])
+    assert [s.numpy().tolist() for s in skipped] == [[3, 3, 3, 3], [3, 3, 3, 3]]
