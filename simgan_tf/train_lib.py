@@ -258,6 +258,19 @@ def _make_agreement(strategy):
     return bool
 
 
+def fast_forward(iterator, batches: int) -> None:
+    """Draws and drops `batches` batches: restores a position that was not checkpointed.
+
+    Used by multi-worker runs, whose per-worker input positions are not in the chief's
+    checkpoint. With a deterministic pipeline (`--deterministic`) the iterator ends where
+    the interrupted run's was; it costs reading and decoding those batches again.
+    """
+    logging.info("Fast-forwarding this worker's input pipeline by %d batches to the "
+                 "restored step.", batches)
+    for _ in range(batches):
+        next(iterator)
+
+
 def train(config: config_lib.SimGANConfig, model_dir: str, *,
           strategy: tf.distribute.Strategy | None = None, cache_dir: str | None = None,
           verbose: int | str = "auto") -> TrainResult:
@@ -325,14 +338,14 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
     else:  # a plain iterator can be checkpointed; each step splits its global batch
         iterator = iter(dataset)
-    # The iterator's position is saved with the model unless it cannot be (tf.data
-    # service) or is per worker (multi-worker: the chief's checkpoint cannot hold the
-    # other workers' positions).
+    # The iterator's position is saved with the model unless it cannot be: tf.data
+    # service iterators cannot be saved, and under multi-worker training the chief's
+    # checkpoint cannot hold the other workers' iterators; those replay their input
+    # pipeline up to the restored step instead (exact with `deterministic`).
     save_iterator = not d.data_service and not multi_worker
-    if not save_iterator:
-        logging.warning("The input position is not checkpointed (%s): a resumed run "
-                        "restarts its input pipeline from the seed.",
-                        "tf.data service" if d.data_service else "multi-worker")
+    if d.data_service:
+        logging.warning("The input position is not checkpointed (tf.data service): a "
+                        "resumed run restarts its input pipeline from the seed.")
 
     with precision_policy(t.mixed_precision) as loss_scale:
         with strategy.scope():
@@ -347,6 +360,8 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
     restored = run_checkpoint.restore_latest()
     if restored:
         logging.info("Resumed from %s at step %d.", restored, model.step)
+        if multi_worker and not d.data_service:
+            fast_forward(iterator, model.step)
 
     total = model.schedule.total_steps
     remaining = total - model.step

@@ -10,9 +10,10 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from simgan_tf import config as config_lib, export, train_lib
+from simgan_tf import checkpointing, config as config_lib, export, train_lib
 from test_train import event_tags, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,23 +57,35 @@ def run_workers(data_dir, model_dir, tmp_path, *flags):
     return codes, logs
 
 
-def test_two_workers_train_and_only_the_chief_writes(shifted_data_dir, tmp_path):
+STEPS = 20
+TOTAL_LONG = 2 + 1 + STEPS * 3
+LONG_RUN = ("--batch_size=8", f"--steps={STEPS}", "--deterministic", "--shuffle_buffer=64")
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(shifted_data_dir, tmp_path_factory):
+    """A finished, uninterrupted two-worker run: (model_dir, logs)."""
+    tmp_path = tmp_path_factory.mktemp("two_workers")
     model_dir = str(tmp_path / "run")
-    codes, logs = run_workers(shifted_data_dir, model_dir, tmp_path, "--batch_size=8",
-                              "--steps=2")
+    codes, logs = run_workers(shifted_data_dir, model_dir, tmp_path, *LONG_RUN)
     assert codes == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+    return model_dir, logs
+
+
+def test_two_workers_train_and_only_the_chief_writes(two_worker_run):
+    model_dir, logs = two_worker_run
     for log in logs:
-        assert f"Done at step {TOTAL}" in log
+        assert f"Done at step {TOTAL_LONG}" in log
+    assert "num_workers = 2" in logs[0] and "task_id = 1" in logs[1]
     # Only the chief wrote: checkpoints, TensorBoard, export; no worker scratch left.
     assert "Saved checkpoint" in logs[0] and "Saved checkpoint" not in logs[1]
     checkpoints = os.path.join(model_dir, "checkpoints")
-    assert tf.train.latest_checkpoint(checkpoints).endswith(f"ckpt-{TOTAL}")
+    assert tf.train.latest_checkpoint(checkpoints).endswith(f"ckpt-{TOTAL_LONG}")
     assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "export", "logs"]
     assert len(glob.glob(os.path.join(model_dir, "logs", "train", "events.out.*"))) == 1
     assert "schedule/phase" in event_tags(os.path.join(model_dir, "logs"))
-    refine = export.load_refiner(os.path.join(model_dir, "export", "refiner", str(TOTAL)))
+    refine = export.load_refiner(os.path.join(model_dir, "export", "refiner", str(TOTAL_LONG)))
     assert refine(np.zeros((2, 35, 55, 1), np.float32)).shape == (2, 35, 55, 1)
-    assert "num_workers = 2" in logs[0] and "task_id = 1" in logs[1]
 
 
 def test_two_workers_refuse_a_batch_that_does_not_split(shifted_data_dir, tmp_path):
@@ -83,11 +96,10 @@ def test_two_workers_refuse_a_batch_that_does_not_split(shifted_data_dir, tmp_pa
         assert "6 over 2 replicas. Use a multiple of 4" in log
 
 
-def test_sigterm_to_one_worker_makes_all_checkpoint_the_same_step_and_stop(
-        shifted_data_dir, tmp_path):
+def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_is_exact(
+        shifted_data_dir, tmp_path, two_worker_run):
     model_dir = str(tmp_path / "run")
-    processes = start_workers(shifted_data_dir, model_dir, tmp_path, "--batch_size=8",
-                              "--steps=100")
+    processes = start_workers(shifted_data_dir, model_dir, tmp_path, *LONG_RUN)
     deadline = time.time() + 300
     while not glob.glob(os.path.join(model_dir, "checkpoints", "ckpt-*.index")):
         assert time.time() < deadline and all(p.poll() is None for p in processes)
@@ -98,10 +110,24 @@ def test_sigterm_to_one_worker_makes_all_checkpoint_the_same_step_and_stop(
     assert codes == [143, 143], "\n\n".join(log[-3000:] for log in logs)
     assert "Received SIGTERM" in logs[1] and "Received SIGTERM" not in logs[0]
     steps = [int(log.split("Preempted at step ")[1].split(":")[0]) for log in logs]
-    assert steps[0] == steps[1] < 2 + 1 + 100 * 3
+    assert steps[0] == steps[1] < TOTAL_LONG
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     assert latest.endswith(f"ckpt-{steps[0]}")
     assert not os.path.exists(os.path.join(model_dir, ".workers"))
+
+    # Both workers again: they restore the chief's checkpoint, replay their input
+    # pipelines to that step and end with the weights of the uninterrupted run.
+    codes, logs = run_workers(shifted_data_dir, model_dir, tmp_path, *LONG_RUN)
+    assert codes == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+    for log in logs:
+        assert f"Fast-forwarding this worker's input pipeline by {steps[0]} batches" in log
+    reference = checkpointing.read_tensors(
+        os.path.join(two_worker_run[0], "checkpoints", f"ckpt-{TOTAL_LONG}"))
+    resumed = checkpointing.read_tensors(
+        os.path.join(model_dir, "checkpoints", f"ckpt-{TOTAL_LONG}"))
+    for key in reference:
+        if not key.startswith("save_counter"):
+            np.testing.assert_array_equal(reference[key], resumed[key], err_msg=key)
 
 
 def test_training_reads_from_the_tf_data_service(shifted_data_dir, tmp_path, caplog):
