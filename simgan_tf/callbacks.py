@@ -235,8 +235,9 @@ class CheckpointCallback(keras.callbacks.Callback):
     """Saves a checkpoint every `every` steps and at the end of training.
 
     Args:
-      manager: a `tf.train.CheckpointManager` whose checkpoint holds the model, both
-        optimizers (and so the step counter and history buffer).
+      manager: a `checkpointing.RunCheckpoint` (or a `tf.train.CheckpointManager`)
+        whose checkpoint holds the model, both optimizers (and so the step counter and
+        history buffer) and the input iterator; every worker calls its `save`.
       every: interval in steps.
     """
 

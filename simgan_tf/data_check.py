@@ -1,6 +1,6 @@
 """Checks of a data folder before and after training fails on it: errors name the file.
 
-`validate_splits` runs before any long work. For each split it checks that the split
+`validate_split` runs before any long work. For each split it checks that the split
 exists in `dataset.json` and is not empty, that every shard exists and is not empty, walks
 the record headers of every uncompressed shard (12 bytes read per record, so a truncated
 shard and the index of its first incomplete record are found without reading the

@@ -276,7 +276,7 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
           verbose: int | str = "auto") -> TrainResult:
     """Trains (or resumes) a SimGAN run.
 
-    Before any long work the data folder is validated (`data_check.validate_splits`).
+    Before any long work the data folder is validated (`data_check.validate_split`).
     Training is a loop over `SimGAN.make_train_function()` (one compiled step per phase)
     driving Keras callbacks, over an input iterator this function owns, so that the
     iterator's position is saved in every checkpoint (see `checkpointing`). A NaN or
