@@ -131,6 +131,7 @@ def _browser():
 
 
 def test_browser_session_end_to_end(tmp_path):
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -168,7 +169,13 @@ def test_browser_session_end_to_end(tmp_path):
             answer = truth if right else ("synthetic" if truth == "real" else "real")
             button = driver.find_element(By.ID, f"answer-{answer}")
             button.click()
-            WebDriverWait(driver, 20).until(expected_conditions.staleness_of(button))
+            # The next page: the next image, or the results. Errors of the browser while
+            # the page is being replaced (a stale node, a node of the old document) only
+            # mean "not yet".
+            following = f"Image {step + 2} of 6"
+            WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(
+                lambda d: (d.find_elements(By.ID, "accuracy") if step == 5 else
+                           d.find_element(By.ID, "progress").text == following))
             clicked.append((truth, answer))
         WebDriverWait(driver, 20).until(
             expected_conditions.presence_of_element_located((By.ID, "accuracy")))
