@@ -33,6 +33,8 @@ flags.DEFINE_integer("seed", None, "Seed of initialization and data order.")
 flags.DEFINE_integer("realism_steps", None, "Training steps of the realism classifier.")
 flags.DEFINE_integer("realism_images", None, "Images of each set for the realism "
                      "classifier (half train it, half test it).")
+flags.DEFINE_string("saved_model", None, "Optional: the exported refiner that made the "
+                    "refined split; its model card (assets/model_card.json) gets these results.")
 flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "Distribution strategy.")
 flags.DEFINE_bool("verbose", False, "Show Keras progress bars.")
 
@@ -64,6 +66,14 @@ def main(argv):
         config = resolve_config()
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
+    from simgan_tf import export
+
+    if FLAGS.saved_model:
+        try:
+            export.read_model_card(FLAGS.saved_model)  # fail before the long work
+        except (OSError, ValueError) as e:
+            raise app.UsageError(f"--saved_model={FLAGS.saved_model}: no readable model "
+                                 f"card ({e}).") from None
     strategy = train_lib.build_strategy(FLAGS.strategy)
     try:
         results = eval_lib.evaluate(
@@ -80,6 +90,11 @@ def main(argv):
                      within.get("5", float("nan")), within.get("10", float("nan")),
                      f" | realism accuracy {realism:.3f}" if realism is not None else "")
     logging.info("Wrote %s/results.json and curves.png.", FLAGS.output_dir)
+    if FLAGS.saved_model:
+        export.update_model_card(FLAGS.saved_model, evaluation={
+            key: results[key] for key in ("task", "test_split", "test_images", "train_splits",
+                                          "splits")})
+        logging.info("Added the results to the model card of %s.", FLAGS.saved_model)
 
 
 if __name__ == "__main__":

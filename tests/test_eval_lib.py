@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -141,12 +142,17 @@ def test_realism_score_separates_what_differs_and_not_what_does_not():
         realism.realism_score(real[:3], same[:3], config)
 
 
-def test_evaluate_py_command(eye_data, tmp_path):
+def test_evaluate_py_command(eye_data, tmp_path, refiner_export):
+    saved_model = str(tmp_path / "export")
+    shutil.copytree(refiner_export[1], saved_model)  # the shared export stays untouched
+    card_before = export.read_model_card(saved_model)
+    assert card_before["evaluation"] is None
     out = str(tmp_path / "eval")
     command = [sys.executable, os.path.join(ROOT, "evaluate.py"), "--dataset=gaze",
                f"--data_dir={eye_data}", "--train_splits=synthetic,refined",
                "--test_split=real_test", f"--output_dir={out}", "--steps=3", "--batch_size=8",
-               "--realism_steps=3", "--realism_images=16", "--seed=4"]
+               "--realism_steps=3", "--realism_images=16", "--seed=4",
+               f"--saved_model={saved_model}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.load(open(os.path.join(out, "results.json")))
@@ -154,6 +160,10 @@ def test_evaluate_py_command(eye_data, tmp_path):
     assert results["config"]["realism"]["num_images"] == 16
     assert sorted(results["splits"]) == ["refined", "synthetic"]
     assert "realism accuracy" in result.stderr
+    card = export.read_model_card(saved_model)
+    assert card["evaluation"]["splits"] == results["splits"]
+    assert card["evaluation"]["test_split"] == "real_test"
+    assert card["config"] == card_before["config"]  # the rest of the card is kept
     bad = subprocess.run(command[:4] + ["--train_splits=synthetic", "--test_split=nope",
                                         f"--output_dir={out}2"],
                          capture_output=True, text=True, timeout=600)
