@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf import data, estimators, evaluation, realism, schema
+from simgan_tf import data, estimators, evaluation, realism, schema, simulator
 
 TASKS = ("gaze", "hand")
 RESULTS_FILE = "results.json"
@@ -176,7 +176,7 @@ def test_estimator(config: EvalConfig, model: keras.Model, data_dir: str, split:
     images, labels = np.concatenate(images), np.concatenate(labels)
     predictions = model.predict(images, batch_size=256, verbose=0)
     if config.task == "gaze":
-        errors = evaluation.angular_errors(evaluation.gaze_vectors(labels), predictions)
+        errors = evaluation.angular_errors(simulator.gaze_to_vector(labels), predictions)
         return evaluation.summarize(errors, config.thresholds, unit="degrees")
     joints = estimators.heatmaps_to_joints(predictions[:, -1], info.image_height).numpy()
     true_uv = labels.reshape(len(labels), -1, 3)[..., :2]

@@ -27,18 +27,6 @@ from simgan_tf import schema
 DEFAULT_THRESHOLDS = tuple(range(1, 21))
 
 
-def gaze_vectors(gaze: np.ndarray) -> np.ndarray:
-    """(pitch, yaw) radians `[..., 2]` to unit vectors `[..., 3]`.
-
-    Same convention as `estimators.gaze_to_vector`: `(-cos(p) sin(y), -sin(p),
-    -cos(p) cos(y))`.
-    """
-    gaze = np.asarray(gaze, dtype=np.float64)
-    pitch, yaw = gaze[..., 0], gaze[..., 1]
-    return np.stack([-np.cos(pitch) * np.sin(yaw), -np.sin(pitch),
-                     -np.cos(pitch) * np.cos(yaw)], axis=-1)
-
-
 def angular_errors(true_vectors: np.ndarray, predicted_vectors: np.ndarray) -> np.ndarray:
     """Angles in degrees between gaze vectors.
 

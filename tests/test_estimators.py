@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simgan_tf import estimators, evaluation
+from simgan_tf import estimators, evaluation, simulator
 
 
 def test_gaze_estimator_is_the_papers():
@@ -30,7 +30,7 @@ def test_gaze_estimator_is_the_papers():
 def test_gaze_to_vector_matches_the_numpy_convention():
     gaze = np.array([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.7]], np.float32)
     got = estimators.gaze_to_vector(gaze).numpy()
-    np.testing.assert_allclose(got, evaluation.gaze_vectors(gaze), atol=1e-6)
+    np.testing.assert_allclose(got, simulator.gaze_to_vector(gaze), atol=1e-6)
     np.testing.assert_allclose(got[0], [0, 0, -1], atol=1e-7)  # looks into the camera
     # Pitch > 0 looks up (y points down the image), yaw > 0 looks to the image's left.
     assert estimators.gaze_to_vector([[0.2, 0.0]]).numpy()[0, 1] < 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simgan_tf import evaluation
+from simgan_tf import evaluation, simulator
 
 
 def test_angular_errors_by_hand():
@@ -20,11 +20,11 @@ def test_angular_errors_by_hand():
 def test_angular_errors_of_gaze_angles():
     # Two gazes differing only in yaw by 10 degrees are 10 degrees apart.
     gaze = np.radians([[0.0, 5.0], [0.0, 15.0]])
-    v = evaluation.gaze_vectors(gaze)
+    v = simulator.gaze_to_vector(gaze)
     assert evaluation.angular_errors(v[:1], v[1:])[0] == pytest.approx(10.0)
     # Pitch and yaw together: the angle between (p, y) = (30, 0) and (0, 40) degrees is
     # arccos(cos 30 cos 40) = 48.44 degrees.
-    v = evaluation.gaze_vectors(np.radians([[30.0, 0.0], [0.0, 40.0]]))
+    v = simulator.gaze_to_vector(np.radians([[30.0, 0.0], [0.0, 40.0]]))
     expected = np.degrees(np.arccos(np.cos(np.radians(30)) * np.cos(np.radians(40))))
     assert evaluation.angular_errors(v[:1], v[1:])[0] == pytest.approx(expected)
     assert expected == pytest.approx(48.44, abs=0.01)
