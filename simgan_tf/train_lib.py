@@ -29,7 +29,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf import builtin_data, callbacks, checkpointing, data, data_check, export, schema
+from simgan_tf import builtin_data, callbacks, checkpointing, data, data_check, export, runtime
+from simgan_tf import schema
 from simgan_tf import config as config_lib
 from simgan_tf.discriminator import build_discriminator
 from simgan_tf.history import HistoryBuffer
@@ -218,6 +219,11 @@ def precision_policy(mixed: bool):
         return
     previous = keras.config.dtype_policy()
     float16 = bool(tf.config.list_logical_devices("GPU"))
+    if not float16 and not runtime.bfloat16_native():
+        logging.warning(
+            "--mixed_precision: this CPU has no native bfloat16 (AVX512_BF16 or AMX), so "
+            "bfloat16 is emulated and training runs several times slower than in float32 "
+            "(BUILD.md, 'Speed'). Leave --mixed_precision off on this machine.")
     keras.config.set_dtype_policy("mixed_float16" if float16 else "mixed_bfloat16")
     try:
         yield float16
@@ -306,6 +312,11 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
             f"over {replicas} replicas. Use a multiple of {2 * replicas}.")
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
+    if not tf.config.list_logical_devices("GPU") and not runtime.onednn_enabled():
+        logging.warning(
+            "TensorFlow runs without its oneDNN CPU kernels (%s=%r, or TensorFlow was "
+            "imported before simgan_tf): convolutions may run about 2x slower (BUILD.md, "
+            "'Speed').", runtime.ONEDNN_VARIABLE, os.environ.get(runtime.ONEDNN_VARIABLE))
     keras.utils.set_random_seed(t.seed)
     chief = checkpointing.is_chief(strategy)
     multi_worker = strategy.extended._in_multi_worker_mode()  # pylint: disable=protected-access

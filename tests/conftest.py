@@ -6,7 +6,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-import tensorflow as tf
+
+import simgan_tf  # noqa: F401  before TensorFlow: asks it for oneDNN kernels, as users get
+import tensorflow as tf  # noqa: E402
 
 # Two logical CPUs for the MirroredStrategy tests; must happen before TF starts devices.
 _cpu = tf.config.list_physical_devices("CPU")[0]

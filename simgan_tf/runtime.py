@@ -1,0 +1,66 @@
+"""How TensorFlow runs on this machine: oneDNN kernels and bfloat16 support.
+
+**oneDNN.** TensorFlow's x86 CPU build carries two sets of kernels for convolutions and
+matrix products: Eigen's and Intel's oneDNN. It turns oneDNN on by itself only on CPUs
+with AVX512_VNNI, AVX512_BF16 or AMX; on other AVX-512 and AVX2 CPUs it runs Eigen's. For
+SimGAN the difference is large: on a 2-core AVX-512 Xeon without VNNI (BUILD.md, "Speed")
+a refiner update (forward and backward) ran 2.2x faster with oneDNN, and Eigen's
+convolution gradients reached only 0.42 of the machine's float32 matmul peak. So
+importing `simgan_tf` asks TensorFlow for oneDNN by setting `TF_ENABLE_ONEDNN_OPTS=1`,
+unless the user has set that variable (`TF_ENABLE_ONEDNN_OPTS=0` keeps Eigen).
+
+TensorFlow reads the variable once, when it is imported: `simgan_tf` must be imported
+before `tensorflow` for this to apply (the entry points `train.py`, `evaluate.py`,
+`refine.py`, ... do). `onednn_enabled()` says what TensorFlow actually uses.
+
+**bfloat16.** Keras' `mixed_bfloat16` policy (`--mixed_precision` on CPU) is fast only on
+CPUs that compute in bfloat16 natively (AVX512_BF16 or AMX); elsewhere oneDNN emulates it
+and it is several times slower than float32. `bfloat16_native()` tells which.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+
+# CPU flags (Linux /proc/cpuinfo names) that execute bfloat16 dot products natively.
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def request_onednn() -> bool:
+    """Asks TensorFlow for oneDNN kernels unless the user chose; before TF is imported.
+
+    Returns:
+      True if the request can still take effect (TensorFlow not imported yet and the
+      variable not set by the user).
+    """
+    if ONEDNN_VARIABLE in os.environ:
+        return False
+    os.environ[ONEDNN_VARIABLE] = "1"
+    return "tensorflow" not in sys.modules
+
+
+def onednn_enabled() -> bool:
+    """Whether the running TensorFlow uses oneDNN kernels (imports TensorFlow)."""
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU feature flags of the first processor listed in `cpuinfo` (empty if none)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def bfloat16_native(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX-BF16)."""
+    flags = cpu_flags() if flags is None else flags
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
