@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""simgan-tf's SimGAN gaze training step, the counterpart of ../shared/bench/torch_simgan_step.py.
+
+The same measurement as the PyTorch reference, through the library's own code: the
+paper's gaze networks from the `gaze` preset, the `SimGAN` model's compiled per-phase
+train functions (`make_train_function`, what `train.py` runs), its losses and history
+buffer, Algorithm 1 with K_g refiner updates per K_d discriminator updates, and, as in the
+reference, SGD at 1e-3, lambda 1e-4, a 2,560-image buffer and one fixed random batch of
+synthetic and real images (compute, not data loading). After each update the losses are
+read back to the host, as `train_lib`'s loop does to check they are finite.
+
+    python bench/tf_simgan_step.py [--batch 64] [--rounds 10] [--warmup 1] [--mixed_precision]
+    python bench/tf_simgan_step.py --mode infer [--batch 512]
+
+`--mode train` prints one line, like the reference, plus the achieved FLOP/s:
+    tf batch=B k_g=.. k_d=.. rounds=R seconds=S img_per_s=X gflop_per_s=G precision=.. onednn=..
+Throughput is synthetic images per second through refiner updates, K_g * batch * rounds
+/ seconds. `--mode infer` times the exported refiner (the SavedModel's `serving_default`,
+what `refine.py` and TF Serving run) on batches of `--batch` images and prints
+img_per_s and gflop_per_s the same way. Import order matters: `simgan_tf` first, so that
+TensorFlow starts with oneDNN (`simgan_tf.runtime`); `TF_ENABLE_ONEDNN_OPTS=0` measures
+Eigen's kernels instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from simgan_tf import runtime  # noqa: E402  (first: oneDNN)
+from simgan_tf import config as config_lib  # noqa: E402
+from simgan_tf import export, flops, train_lib  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+
+
+def make_config(args) -> config_lib.SimGANConfig:
+    return config_lib.override(config_lib.get_preset("gaze"), {
+        "train.batch_size": args.batch, "train.k_g": args.k_g, "train.k_d": args.k_d,
+        "train.pretrain_refiner_steps": 0, "train.pretrain_discriminator_steps": 0,
+        "train.steps": 10 ** 9, "train.history_size": args.buffer,
+        "train.reg_weight": args.lam, "train.mixed_precision": args.mixed_precision,
+        "train.seed": 0,
+        "refiner_optimizer": config_lib.OptimizerConfig(name="sgd", learning_rate=1e-3),
+        "discriminator_optimizer": config_lib.OptimizerConfig(name="sgd", learning_rate=1e-3),
+    })
+
+
+def build(config):
+    with train_lib.precision_policy(config.train.mixed_precision) as loss_scale:
+        return train_lib.build_simgan(config, loss_scale=loss_scale)
+
+
+def time_training(args, config) -> tuple[float, int]:
+    """Seconds for `args.rounds` iterations of Algorithm 1, and FLOPs per counted image."""
+    model = build(config)
+    shape = config.image_shape
+    generator = tf.random.Generator.from_seed(0)
+    batch = {"synthetic": generator.uniform([args.batch, *shape], -1.0, 1.0),
+             "real": generator.uniform([args.batch, *shape], -1.0, 1.0)}
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    train_function = model.make_train_function()
+    updates_per_round = args.k_g + args.k_d
+
+    def rounds(n):
+        for _ in range(n * updates_per_round):
+            logs = train_function(iterator)
+            logs = {name: float(value) for name, value in logs.items()}
+
+    rounds(args.warmup)
+    start = time.perf_counter()
+    rounds(args.rounds)
+    seconds = time.perf_counter() - start
+    counts = flops.algorithm1_flops(model.refiner, model.discriminator, k_g=args.k_g,
+                                    k_d=args.k_d)
+    return seconds, counts.per_counted_image
+
+
+def time_inference(args, config) -> tuple[float, int]:
+    """Seconds for `args.rounds` batches through the exported refiner, FLOPs per image."""
+    model = build(config)
+    shape = config.image_shape
+    with tempfile.TemporaryDirectory() as folder:
+        path = export.export_refiner(model.refiner, folder, 0, shape)
+        refine = export.load_refiner(path)
+        images = tf.random.Generator.from_seed(0).uniform([args.batch, *shape], -1.0, 1.0)
+        for _ in range(args.warmup):
+            refine(images).numpy()
+        start = time.perf_counter()
+        for _ in range(args.rounds):
+            refine(images).numpy()
+        seconds = time.perf_counter() - start
+    return seconds, flops.forward_flops(model.refiner)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--mode", choices=("train", "infer"), default="train")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--k_g", type=int, default=2)
+    p.add_argument("--k_d", type=int, default=1)
+    p.add_argument("--buffer", type=int, default=2560)
+    p.add_argument("--lam", type=float, default=1e-4)
+    p.add_argument("--mixed_precision", action="store_true",
+                   help="bfloat16 compute (Keras mixed_bfloat16), float32 weights")
+    a = p.parse_args()
+    config = make_config(a)
+    if a.mode == "train":
+        seconds, per_image = time_training(a, config)
+        images = a.k_g * a.batch * a.rounds
+    else:
+        seconds, per_image = time_inference(a, config)
+        images = a.batch * a.rounds
+    precision = "bfloat16" if a.mixed_precision else "float32"
+    print(f"tf mode={a.mode} batch={a.batch} k_g={a.k_g} k_d={a.k_d} rounds={a.rounds} "
+          f"seconds={seconds:.3f} img_per_s={images / seconds:.1f} "
+          f"gflop_per_s={images * per_image / seconds / 1e9:.1f} precision={precision} "
+          f"onednn={runtime.onednn_enabled()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Training and inference speed against PyTorch eager and against the machine's matmul peak.
+
+Prints one table (issue 6's targets in BUILD.md, "Speed"), measured side by side in one
+run, each measurement in a fresh process, A and B alternating:
+
+  * the float32 matmul peak of this machine: the best of TensorFlow (oneDNN), NumPy and,
+    when given, PyTorch on 4096 x 4096 products;
+  * Algorithm 1 training throughput (K_g=2, K_d=1, the paper's gaze networks, buffer on;
+    synthetic images per second through refiner updates) of `bench/tf_simgan_step.py`
+    and of `../shared/bench/torch_simgan_step.py` (PyTorch eager), at each `--batches`;
+    their ratio (median of the adjacent pairs), and simgan-tf's achieved FLOP/s as a
+    fraction of the peak (FLOPs from `simgan_tf.flops`);
+  * the same with `--mixed_precision` (bfloat16) at `--mixed_batches`, against the float32
+    PyTorch figure of that batch, with the largest difference between the bfloat16 and
+    float32 refiners' outputs on the same weights and images;
+  * TensorFlow with Eigen's kernels instead of oneDNN (`TF_ENABLE_ONEDNN_OPTS=0`) at
+    `--eigen_batches`: what `simgan_tf.runtime` gains by asking for oneDNN;
+  * refiner inference through the exported SavedModel at `--infer_batches`.
+
+PyTorch lives in its own virtual environment (the project never depends on it):
+    python3.11 -m venv /tmp/torch-venv && /tmp/torch-venv/bin/pip install torch==2.13.0 numpy
+    python bench/train_speed.py --torch_python=/tmp/torch-venv/bin/python
+Without `--torch_python` the PyTorch columns are left empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TORCH_STEP = os.path.join(ROOT, "..", "shared", "bench", "torch_simgan_step.py")
+TF_STEP = os.path.join(HERE, "tf_simgan_step.py")
+MATMUL_SIZE = 4096
+
+MATMUL_CODE = {
+    "tensorflow": """
+import simgan_tf, tensorflow as tf
+a = tf.random.normal([{n}, {n}]); b = tf.random.normal([{n}, {n}])
+f = tf.function(lambda a, b: tf.linalg.matmul(a, b))
+f(a, b).numpy()
+def run():
+    r = f(a, b)
+    r.numpy()
+""",
+    "numpy": """
+import numpy as np
+a = np.random.rand({n}, {n}).astype(np.float32); b = a.copy()
+a @ b
+def run():
+    a @ b
+""",
+    "torch": """
+import torch
+a = torch.randn({n}, {n}); b = torch.randn({n}, {n})
+a @ b
+def run():
+    a @ b
+""",
+}
+MATMUL_TIMER = """
+import time
+best = 0.0
+for _ in range(4):
+    start = time.perf_counter()
+    for _ in range(3):
+        run()
+    best = max(best, 3 * 2 * {n} ** 3 / (time.perf_counter() - start) / 1e9)
+print(f"gflop_per_s={{best:.1f}}")
+"""
+
+
+def run(command, env=None) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n"
+                           f"{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def field(line: str, name: str) -> float:
+    match = re.search(rf"\b{name}=([0-9.]+)", line)
+    if not match:
+        raise RuntimeError(f"No {name}= in output: {line!r}")
+    return float(match.group(1))
+
+
+def matmul_peak(python: str, library: str) -> float:
+    code = (MATMUL_CODE[library] + MATMUL_TIMER).format(n=MATMUL_SIZE)
+    return field(run([python, "-c", code]), "gflop_per_s")
+
+
+def default_rounds(batch: int) -> int:
+    """About 640 counted images per measurement (at least 2 iterations)."""
+    return max(2, round(320 / batch))
+
+
+def tf_step(batch, rounds, *, mode="train", mixed=False, eigen=False, warmup=1):
+    command = [sys.executable, TF_STEP, "--mode", mode, "--batch", str(batch), "--rounds",
+               str(rounds), "--warmup", str(warmup)]
+    if mixed:
+        command.append("--mixed_precision")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["TF_ENABLE_ONEDNN_OPTS"] = "0" if eigen else "1"
+    line = run(command, env).strip().splitlines()[-1]
+    return field(line, "img_per_s"), field(line, "gflop_per_s")
+
+
+def torch_step(python, batch, rounds, warmup=1):
+    line = run([python, TORCH_STEP, "--batch", str(batch), "--rounds", str(rounds),
+                "--warmup", str(warmup)]).strip().splitlines()[-1]
+    return field(line, "img_per_s")
+
+
+def bfloat16_difference() -> str:
+    """Largest |bfloat16 refiner - float32 refiner| on the same weights and images."""
+    code = """
+import simgan_tf, numpy as np, keras, tensorflow as tf
+from simgan_tf.refiner import build_refiner
+from simgan_tf import train_lib
+keras.utils.set_random_seed(0)
+reference = build_refiner((35, 55, 1))
+with train_lib.precision_policy(True):
+    mixed = build_refiner((35, 55, 1))
+mixed.set_weights(reference.get_weights())
+images = np.random.default_rng(0).uniform(-1, 1, (256, 35, 55, 1)).astype("float32")
+d = np.abs(mixed(images).numpy() - reference(images).numpy())
+print(f"max={d.max():.4f} mean={d.mean():.5f}")
+"""
+    return run([sys.executable, "-c", code],
+               dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")).strip().splitlines()[-1]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--torch_python", default=os.environ.get("SIMGAN_TF_TORCH_PYTHON"),
+                   help="python of a virtual environment with torch==2.13.0")
+    p.add_argument("--batches", default="32,64,512")
+    p.add_argument("--mixed_batches", default="64", help="empty to skip bfloat16")
+    p.add_argument("--eigen_batches", default="64", help="empty to skip Eigen")
+    p.add_argument("--infer_batches", default="64,512", help="empty to skip inference")
+    p.add_argument("--repeats", type=int, default=3, help="A/B pairs per setting")
+    a = p.parse_args()
+    ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
+    started = time.time()
+
+    sys.path.insert(0, ROOT)
+    from simgan_tf import runtime  # pylint: disable=import-outside-toplevel
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, bfloat16 native: "
+          f"{runtime.bfloat16_native()}, python {platform.python_version()}", flush=True)
+
+    peaks = {"tensorflow": matmul_peak(sys.executable, "tensorflow"),
+             "numpy": matmul_peak(sys.executable, "numpy")}
+    if a.torch_python:
+        peaks["torch"] = matmul_peak(a.torch_python, "torch")
+        print("torch:", run([a.torch_python, "-c", "import torch; print(torch.__version__)"]
+                            ).strip(), flush=True)
+    peak = max(peaks.values())
+    print("float32 matmul peak (4096x4096), GFLOP/s: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()) + f" -> peak {peak:.1f}",
+          flush=True)
+
+    rows = []  # (batch, what, torch img/s, tf img/s, ratio, gflop/s)
+
+    def measure(batch, what, **kwargs):
+        rounds = default_rounds(batch)
+        pairs = []
+        for _ in range(a.repeats):
+            reference = None
+            if a.torch_python:
+                reference = torch_step(a.torch_python, batch, rounds)
+            images, gflops = tf_step(batch, rounds, **kwargs)
+            pairs.append((reference, images, gflops))
+            print(f"  batch {batch} {what}: torch {reference} img/s, simgan-tf {images} "
+                  f"img/s ({gflops} GFLOP/s)", flush=True)
+        references = [r for r, _, _ in pairs if r is not None]
+        torch_median = statistics.median(references) if references else None
+        ratio = (statistics.median(i / r for r, i, _ in pairs) if references else None)
+        rows.append((batch, what, torch_median, statistics.median(i for _, i, _ in pairs),
+                     ratio, statistics.median(g for _, _, g in pairs)))
+
+    for batch in ints(a.batches):
+        measure(batch, "train float32")
+    for batch in ints(a.mixed_batches):
+        measure(batch, "train bfloat16", mixed=True)
+    for batch in ints(a.eigen_batches):
+        measure(batch, "train float32, Eigen (no oneDNN)", eigen=True)
+    for batch in ints(a.infer_batches):
+        values = [tf_step(batch, max(3, 2048 // batch), mode="infer") for _ in range(a.repeats)]
+        rows.append((batch, "refiner inference (SavedModel)", None,
+                     statistics.median(v[0] for v in values), None,
+                     statistics.median(v[1] for v in values)))
+
+    print()
+    print("| batch | what | PyTorch eager img/s | simgan-tf img/s | ratio | GFLOP/s | "
+          "% of matmul peak |")
+    print("|---|---|---|---|---|---|---|")
+    for batch, what, reference, images, ratio, gflops in rows:
+        print(f"| {batch} | {what} | {'' if reference is None else f'{reference:.1f}'} | "
+              f"{images:.1f} | {'' if ratio is None else f'{ratio:.2f}x'} | {gflops:.1f} | "
+              f"{100 * gflops / peak:.0f}% |")
+    if ints(a.mixed_batches):
+        print(f"\nbfloat16 refiner vs float32 (same weights, 256 images in [-1, 1]): "
+              f"|difference| {bfloat16_difference()}")
+    print(f"\n{a.repeats} A/B pairs per row, {time.time() - started:.0f} s in all.")
+
+
+if __name__ == "__main__":
+    main()
