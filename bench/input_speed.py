@@ -31,7 +31,6 @@ sys.path.insert(0, HERE)
 from simgan_tf import builtin_data, config as config_lib, data  # noqa: E402
 from train_speed import default_rounds, tf_step  # noqa: E402
 
-import tensorflow as tf  # noqa: E402
 
 K_G, K_D = 2, 1
 

@@ -35,7 +35,6 @@ from simgan_tf.refiner import build_refiner  # noqa: E402
 from train_speed import matmul_peak  # noqa: E402
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 SHAPE = (35, 55, 1)
 

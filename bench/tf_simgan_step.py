@@ -13,9 +13,11 @@ read back to the host, as `train_lib`'s loop does to check they are finite.
     python bench/tf_simgan_step.py --mode infer [--batch 512]
 
 `--mode train` prints one line, like the reference, plus the achieved FLOP/s:
-    tf batch=B k_g=.. k_d=.. rounds=R seconds=S img_per_s=X gflop_per_s=G precision=.. onednn=..
+    tf mode=train batch=B k_g=.. k_d=.. rounds=R seconds=S img_per_s=X gflop_per_s=G
+       best_img_per_s=.. best_gflop_per_s=.. precision=.. onednn=..
 Throughput is synthetic images per second through refiner updates, K_g * batch * rounds
-/ seconds. `--mode infer` times the exported refiner (the SavedModel's `serving_default`,
+/ seconds (as the reference counts it); `best_*` is the fastest single iteration, the
+figure least disturbed by other work on a shared machine. `--mode infer` times the exported refiner (the SavedModel's `serving_default`,
 what `refine.py` and TF Serving run) on batches of `--batch` images and prints
 img_per_s and gflop_per_s the same way. Import order matters: `simgan_tf` first, so that
 TensorFlow starts with oneDNN (`simgan_tf.runtime`); `TF_ENABLE_ONEDNN_OPTS=0` measures
@@ -67,18 +69,19 @@ def time_training(args, config) -> tuple[float, int]:
     train_function = model.make_train_function()
     updates_per_round = args.k_g + args.k_d
 
-    def rounds(n):
-        for _ in range(n * updates_per_round):
+    def one_round():
+        start = time.perf_counter()
+        for _ in range(updates_per_round):
             logs = train_function(iterator)
             logs = {name: float(value) for name, value in logs.items()}
+        return time.perf_counter() - start
 
-    rounds(args.warmup)
-    start = time.perf_counter()
-    rounds(args.rounds)
-    seconds = time.perf_counter() - start
+    for _ in range(args.warmup):
+        one_round()
+    durations = [one_round() for _ in range(args.rounds)]
     counts = flops.algorithm1_flops(model.refiner, model.discriminator, k_g=args.k_g,
                                     k_d=args.k_d)
-    return seconds, counts.per_counted_image
+    return durations, counts.per_counted_image
 
 
 def time_inference(args, config) -> tuple[float, int]:
@@ -91,11 +94,12 @@ def time_inference(args, config) -> tuple[float, int]:
         images = tf.random.Generator.from_seed(0).uniform([args.batch, *shape], -1.0, 1.0)
         for _ in range(args.warmup):
             refine(images).numpy()
-        start = time.perf_counter()
+        durations = []
         for _ in range(args.rounds):
+            start = time.perf_counter()
             refine(images).numpy()
-        seconds = time.perf_counter() - start
-    return seconds, flops.forward_flops(model.refiner)
+            durations.append(time.perf_counter() - start)
+    return durations, flops.forward_flops(model.refiner)
 
 
 def main():
@@ -113,16 +117,20 @@ def main():
     a = p.parse_args()
     config = make_config(a)
     if a.mode == "train":
-        seconds, per_image = time_training(a, config)
-        images = a.k_g * a.batch * a.rounds
+        durations, per_image = time_training(a, config)
+        per_round = a.k_g * a.batch
     else:
-        seconds, per_image = time_inference(a, config)
-        images = a.batch * a.rounds
+        durations, per_image = time_inference(a, config)
+        per_round = a.batch
+    seconds = sum(durations)
+    images = per_round * a.rounds
+    best = per_round / min(durations)
     precision = "bfloat16" if a.mixed_precision else "float32"
     print(f"tf mode={a.mode} batch={a.batch} k_g={a.k_g} k_d={a.k_d} rounds={a.rounds} "
           f"seconds={seconds:.3f} img_per_s={images / seconds:.1f} "
-          f"gflop_per_s={images * per_image / seconds / 1e9:.1f} precision={precision} "
-          f"onednn={runtime.onednn_enabled()}", flush=True)
+          f"gflop_per_s={images * per_image / seconds / 1e9:.1f} "
+          f"best_img_per_s={best:.1f} best_gflop_per_s={best * per_image / 1e9:.1f} "
+          f"precision={precision} onednn={runtime.onednn_enabled()}", flush=True)
 
 
 if __name__ == "__main__":
