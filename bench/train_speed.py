@@ -4,13 +4,15 @@
 Prints one table (issue 6's targets in BUILD.md, "Speed"), measured side by side in one
 run, each measurement in a fresh process, A and B alternating:
 
-  * the float32 matmul peak of this machine: the best of TensorFlow (oneDNN), NumPy and,
-    when given, PyTorch on 4096 x 4096 products;
+  * the float32 matmul peak of this machine: the best of 5 4096 x 4096 products in
+    TensorFlow (oneDNN) and, when given, PyTorch (MKL), measured right after every
+    simgan-tf measurement so that both see the same load on a shared machine (NumPy's
+    is printed once for reference);
   * Algorithm 1 training throughput (K_g=2, K_d=1, the paper's gaze networks, buffer on;
     synthetic images per second through refiner updates) of `bench/tf_simgan_step.py`
     and of `../shared/bench/torch_simgan_step.py` (PyTorch eager), at each `--batches`;
     their ratio (median of the adjacent pairs), and simgan-tf's achieved FLOP/s as a
-    fraction of the peak (FLOPs from `simgan_tf.flops`), over whole measurements and
+    fraction of that peak (FLOPs from `simgan_tf.flops`), over whole measurements and
     for the fastest single iteration (the peak is a best-of figure too: on a shared
     machine the best iteration is the one least disturbed by other tenants);
   * the same with `--mixed_precision` (bfloat16) at `--mixed_batches`, against the float32
@@ -71,11 +73,10 @@ def run():
 MATMUL_TIMER = """
 import time
 best = 0.0
-for _ in range(4):
+for _ in range(5):
     start = time.perf_counter()
-    for _ in range(3):
-        run()
-    best = max(best, 3 * 2 * {n} ** 3 / (time.perf_counter() - start) / 1e9)
+    run()
+    best = max(best, 2 * {n} ** 3 / (time.perf_counter() - start) / 1e9)
 print(f"gflop_per_s={{best:.1f}}")
 """
 
@@ -176,12 +177,18 @@ def main():
         peaks["torch"] = matmul_peak(a.torch_python, "torch")
         print("torch:", run([a.torch_python, "-c", "import torch; print(torch.__version__)"]
                             ).strip(), flush=True)
-    peak = max(peaks.values())
-    print("float32 matmul peak (4096x4096), GFLOP/s: "
-          + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()) + f" -> peak {peak:.1f}",
-          flush=True)
+    print("float32 matmul (4096x4096), GFLOP/s: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()), flush=True)
 
-    rows = []  # (batch, what, torch img/s, tf img/s, ratio, gflop/s, best gflop/s)
+    def peak_now() -> float:
+        """The matmul peak right now: TensorFlow's and PyTorch's, whichever is higher."""
+        now = [matmul_peak(sys.executable, "tensorflow")]
+        if a.torch_python:
+            now.append(matmul_peak(a.torch_python, "torch"))
+        return max(now)
+
+    # (batch, what, torch img/s, tf img/s, ratio, gflop/s, % of peak, fastest % of peak)
+    rows = []
 
     def measure(batch, what, **kwargs):
         rounds = default_rounds(batch)
@@ -191,15 +198,17 @@ def main():
             if a.torch_python:
                 reference = torch_step(a.torch_python, batch, rounds)
             images, gflops, best = tf_step(batch, rounds, **kwargs)
-            pairs.append((reference, images, gflops, best))
+            adjacent = peak_now()
+            pairs.append((reference, images, gflops, gflops / adjacent, best / adjacent))
             print(f"  batch {batch} {what}: torch {reference} img/s, simgan-tf {images} "
-                  f"img/s ({gflops} GFLOP/s, fastest iteration {best} GFLOP/s)", flush=True)
+                  f"img/s ({gflops} GFLOP/s, fastest iteration {best} GFLOP/s; matmul peak "
+                  f"right after: {adjacent:.1f} GFLOP/s)", flush=True)
         references = [r for r, *_ in pairs if r is not None]
         torch_median = statistics.median(references) if references else None
-        ratio = (statistics.median(i / r for r, i, _, _ in pairs) if references else None)
+        ratio = (statistics.median(p[1] / p[0] for p in pairs) if references else None)
         rows.append((batch, what, torch_median, statistics.median(p[1] for p in pairs),
                      ratio, statistics.median(p[2] for p in pairs),
-                     max(p[3] for p in pairs)))
+                     statistics.median(p[3] for p in pairs), max(p[4] for p in pairs)))
 
     for batch in ints(a.batches):
         measure(batch, "train float32")
@@ -208,25 +217,33 @@ def main():
     for batch in ints(a.eigen_batches):
         measure(batch, "train float32, Eigen (no oneDNN)", eigen=True)
     for batch in ints(a.infer_batches):
-        values = [tf_step(batch, max(3, 2048 // batch), mode="infer") for _ in range(a.repeats)]
+        values = []
+        for _ in range(a.repeats):
+            images, gflops, best = tf_step(batch, max(3, 2048 // batch), mode="infer")
+            adjacent = peak_now()
+            values.append((images, gflops, gflops / adjacent, best / adjacent))
+            print(f"  batch {batch} inference: {images} img/s ({gflops} GFLOP/s, fastest call "
+                  f"{best} GFLOP/s; matmul peak right after: {adjacent:.1f})", flush=True)
         rows.append((batch, "refiner inference (SavedModel)", None,
                      statistics.median(v[0] for v in values), None,
-                     statistics.median(v[1] for v in values), max(v[2] for v in values)))
+                     statistics.median(v[1] for v in values),
+                     statistics.median(v[2] for v in values), max(v[3] for v in values)))
 
     print()
     print("| batch | what | PyTorch eager img/s | simgan-tf img/s | ratio | GFLOP/s | "
-          "% of matmul peak | fastest iteration: GFLOP/s, % of peak |")
+          "% of matmul peak | fastest iteration, % of peak |")
     print("|---|---|---|---|---|---|---|---|")
-    for batch, what, reference, images, ratio, gflops, best in rows:
+    for batch, what, reference, images, ratio, gflops, share, best in rows:
         print(f"| {batch} | {what} | {'' if reference is None else f'{reference:.1f}'} | "
               f"{images:.1f} | {'' if ratio is None else f'{ratio:.2f}x'} | {gflops:.1f} | "
-              f"{100 * gflops / peak:.0f}% | {best:.1f}, {100 * best / peak:.0f}% |")
+              f"{100 * share:.0f}% | {100 * best:.0f}% |")
     if ints(a.mixed_batches):
         print(f"\nbfloat16 refiner vs float32 (same weights, 256 images in [-1, 1]): "
               f"|difference| {bfloat16_difference()}")
-    print(f"\n{a.repeats} A/B pairs per row (medians; ratio: median of the pairs' ratios; "
-          "fastest iteration: the best single iteration or inference call of all repeats, "
-          "against the peak, itself the best of 4 timings), "
+    print(f"\n{a.repeats} A/B pairs per row: medians; ratio: median of the pairs' ratios; "
+          "% of matmul peak: against the peak measured right after each simgan-tf "
+          "measurement (best of 5 products, TensorFlow or PyTorch); fastest iteration: the "
+          "best single iteration (inference call) of all repeats against that peak. "
           f"{time.time() - started:.0f} s in all.")
 
 
