@@ -74,7 +74,7 @@ def main():
         pairs = []
         for _ in range(a.repeats):
             delivered = pipeline_rate(data_dir, batch, a.seconds)
-            trained, _ = tf_step(batch, default_rounds(batch))
+            trained = tf_step(batch, default_rounds(batch))[0]
             consumed = trained * (K_G + K_D) / K_G * 2  # 2b images per update
             pairs.append((delivered, consumed))
             print(f"  batch {batch}: pipeline {delivered:.0f} img/s, training consumes "

@@ -3,9 +3,9 @@
 **oneDNN.** TensorFlow's x86 CPU build carries two sets of kernels for convolutions and
 matrix products: Eigen's and Intel's oneDNN. It turns oneDNN on by itself only on CPUs
 with AVX512_VNNI, AVX512_BF16 or AMX; on other AVX-512 and AVX2 CPUs it runs Eigen's. For
-SimGAN the difference is large: on a 2-core AVX-512 Xeon without VNNI (BUILD.md, "Speed")
-a refiner update (forward and backward) ran 2.2x faster with oneDNN, and Eigen's
-convolution gradients reached only 0.42 of the machine's float32 matmul peak. So
+SimGAN the difference is large: on a 2-core AVX-512 Xeon without VNNI, Algorithm 1 trained
+2.0x faster with oneDNN, and with Eigen it reached 37% of the machine's float32 matmul
+peak (`bench/train_speed.py`, BUILD.md "Speed"). So
 importing `simgan_tf` asks TensorFlow for oneDNN by setting `TF_ENABLE_ONEDNN_OPTS=1`,
 unless the user has set that variable (`TF_ENABLE_ONEDNN_OPTS=0` keeps Eigen).
 
