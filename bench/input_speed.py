@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from simgan_tf import builtin_data, config as config_lib, data  # noqa: E402
+from simgan_tf import config as config_lib, data, train_lib  # noqa: E402
 from train_speed import default_rounds, tf_step  # noqa: E402
 
 
@@ -36,10 +36,8 @@ K_G, K_D = 2, 1
 
 
 def simulator_data() -> str:
-    d = config_lib.get_preset("gaze_demo").data
-    return builtin_data.ensure_simulator_data(
-        None, num_synthetic=d.simulator_num_synthetic, num_real=d.simulator_num_real,
-        num_real_test=d.simulator_num_real_test)
+    """The `gaze_demo` preset's simulator data folder, rendered into the cache if missing."""
+    return train_lib.resolve_data_dir(config_lib.get_preset("gaze_demo"))
 
 
 def pipeline_rate(data_dir: str, batch: int, seconds: float) -> float:

@@ -161,6 +161,25 @@ def test_train_py_rejects_out_of_range_flags_at_start(tmp_path, flag, message):
     assert not os.path.exists(tmp_path / "run")
 
 
+def test_training_warns_when_tensorflow_runs_without_onednn(shifted_data_dir, tmp_path,
+                                                           monkeypatch, caplog):
+    from simgan_tf import runtime
+
+    config = config_lib.override(tiny_config(shifted_data_dir, steps=0, pretrain_refiner_steps=1,
+                                             pretrain_discriminator_steps=0),
+                                 {"train.export": False})
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: False)
+    with caplog.at_level("WARNING"):
+        result = train_lib.train(config, str(tmp_path / "eigen"), verbose=0)
+    assert result.step == 1
+    assert "without its oneDNN CPU kernels" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: True)
+    with caplog.at_level("WARNING"):
+        train_lib.train(config, str(tmp_path / "onednn"), verbose=0)
+    assert "oneDNN" not in caplog.text
+
+
 def test_bfloat16_refiner_stays_within_the_stated_tolerance_of_float32():
     """README ("Scaling out", mixed precision): on the same weights, the bfloat16 refiner's
     output differs from the float32 one by at most 0.008 on average, 0.04 at the 99th
