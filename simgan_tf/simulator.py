@@ -4,8 +4,9 @@ Renders `[n, 35, 55, 1]` uint8 grayscale eye images (height x width, as MPIIGaze
 patches in the SimGAN paper) from a known gaze direction, in two domains that share the
 label distribution and the label -> geometry mapping and differ only in appearance:
 
-  * `synthetic`: clean, flat-shaded renders with analytically antialiased edges (the role
-    UnityEyes plays in the paper).
+  * `synthetic`: flat-shaded renders with analytically antialiased edges and a fine,
+    pixel-scale surface texture (the role UnityEyes plays in the paper: its renders carry
+    the skin, sclera and iris texture maps' grain, but no camera).
   * `real`: the same geometry plus what a real camera adds and the renderer lacks: skin
     texture, a specular glint on the cornea, uneven illumination, optical blur, lower
     contrast and shifted brightness, shot and read noise, and JPEG compression.
@@ -68,6 +69,7 @@ CHUNK_SIZE = 256
 _STREAM_GAZE = 0
 _STREAM_GEOMETRY = 1
 _STREAM_CAMERA = 2
+_STREAM_TEXTURE = 3
 
 # Eye model in reference pixels (a 35x55 image, scale 1).
 _EYEBALL_RADIUS = 13.0
@@ -121,6 +123,12 @@ class SimulatorConfig:
       shot_noise: real domain: variance of Poisson-like noise per unit of intensity
         (noise standard deviation `sqrt(shot_noise * intensity)`).
       jpeg_quality_range: real domain: JPEG quality, integers, inclusive.
+      render_texture_amplitude: both domains: relative standard deviation of the
+        renderer's pixel-scale surface texture (independent per pixel, multiplicative, so
+        bright surfaces carry more of it). It is the detail a refiner can turn into
+        camera grain: without it a synthetic image is flat where a real one is noisy,
+        and no deterministic refiner (the paper's R has no noise input) can make
+        noise out of a flat region (README, "Table 2 on the built-in eye simulator").
     """
     height: int = HEIGHT
     width: int = WIDTH
@@ -149,6 +157,7 @@ class SimulatorConfig:
     read_noise_range: tuple = (0.01, 0.025)
     shot_noise: float = 0.001
     jpeg_quality_range: tuple = (60, 85)
+    render_texture_amplitude: float = 0.04
 
     def __post_init__(self):
         for name in ("height", "width"):
@@ -166,7 +175,7 @@ class SimulatorConfig:
             raise ValueError(f"Expected integers 1 <= low <= high <= 95. Received: "
                              f"jpeg_quality_range={self.jpeg_quality_range!r}")
         for name in ("illumination_strength", "skin_texture_amplitude", "glint_offset",
-                     "shot_noise"):
+                     "shot_noise", "render_texture_amplitude"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise ValueError(
@@ -350,6 +359,14 @@ def _render_clean(gaze: np.ndarray, params: dict, config: SimulatorConfig) -> di
             "cornea_x": cx + cornea_depth * gx, "cornea_y": cy + cornea_depth * gy}
 
 
+def _add_render_texture(image: np.ndarray, rng: np.random.Generator,
+                        config: SimulatorConfig) -> np.ndarray:
+    """Multiplies `[m, H, W]` renders by `1 + amplitude * N(0, 1)` per pixel."""
+    m, h, w = image.shape
+    grain = rng.standard_normal((CHUNK_SIZE, h, w), dtype=np.float32)[:m]
+    return image * (1.0 + config.render_texture_amplitude * grain)
+
+
 def _interpolation_matrix(size: int, cells: int, cell: float) -> np.ndarray:
     """`[size, cells]` linear interpolation weights from cell centres to pixel centres."""
     position = (np.arange(size, dtype=np.float32) + 0.5) / cell + 0.5
@@ -498,6 +515,8 @@ def render(gaze: np.ndarray, domain: str, seed: int,
         params = _draw_geometry(sim_common.generator(seed, _STREAM_GEOMETRY, chunk), config)
         params = {name: value[:stop - start] for name, value in params.items()}
         layers = _render_clean(gaze[start:stop], params, config)
+        layers["image"] = _add_render_texture(
+            layers["image"], sim_common.generator(seed, _STREAM_TEXTURE, chunk), config)
         if domain == "synthetic":
             images[start:stop] = np.round(
                 np.clip(layers["image"], 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -9,11 +9,13 @@ import pytest
 from simgan_tf import simulator
 from simgan_tf.simulator import SimulatorConfig
 
-# Fixed tones and a wide opening, so that regions can be measured by thresholds.
+# Fixed tones, a wide opening and no render texture, so that regions can be measured by
+# thresholds.
 MEASURE_CONFIG = SimulatorConfig(
     opening_range=(15.0, 15.0), iris_radius_range=(6.5, 6.5), skin_range=(0.95, 0.95),
     sclera_range=(0.95, 0.95), iris_range=(0.1, 0.1), pupil_range=(0.03, 0.03),
-    scale_range=(1.0, 1.0), roll_range=(0.0, 0.0), lash_range=(0.0, 0.0))
+    scale_range=(1.0, 1.0), roll_range=(0.0, 0.0), lash_range=(0.0, 0.0),
+    render_texture_amplitude=0.0)
 # Iris coverage of a pixel of MEASURE_CONFIG's images: sclera and skin are brighter than
 # 0.6, the iris darker than 0.12.
 
@@ -217,14 +219,20 @@ def test_real_differs_from_synthetic_in_appearance_only():
     shift = np.linalg.norm(_pupil_centres(real) - _pupil_centres(synthetic), axis=-1)
     assert np.mean(shift) < 1.2 and np.max(shift) < 3.0
 
-    # More high-frequency energy in a flat skin region (top-left corner).
+    # The camera's grain where the render is flat: without the render texture a flat
+    # skin region (top-left corner) is smooth in synthetic and noisy in real.
     def high_frequency(images):
         patch = images[:, :5, :8, 0].astype(np.float32)
         laplacian = (4 * patch[:, 1:-1, 1:-1] - patch[:, :-2, 1:-1] - patch[:, 2:, 1:-1]
                      - patch[:, 1:-1, :-2] - patch[:, 1:-1, 2:])
         return np.mean(laplacian ** 2, axis=(1, 2))
-    assert np.median(high_frequency(synthetic)) < 5.0
-    assert np.median(high_frequency(real)) > 10 * np.median(high_frequency(synthetic)) + 20
+    flat = dataclasses.replace(SimulatorConfig(), render_texture_amplitude=0.0)
+    flat_synthetic = simulator.render(gaze, "synthetic", seed=11, config=flat)
+    flat_real = simulator.render(gaze, "real", seed=11, config=flat)
+    assert np.median(high_frequency(flat_synthetic)) < 5.0
+    assert np.median(high_frequency(flat_real)) > 10 * np.median(high_frequency(flat_synthetic)) + 20
+    # With it, the camera's blur and JPEG take most of the render's pixel-scale grain away.
+    assert np.median(high_frequency(real)) < 0.5 * np.median(high_frequency(synthetic))
 
     # Lower contrast.
     def spread(images):
@@ -236,6 +244,26 @@ def test_real_differs_from_synthetic_in_appearance_only():
     def sharpest_step(images):
         return np.abs(np.diff(images[..., 0].astype(np.float32), axis=2)).max(axis=(1, 2))
     assert np.mean(sharpest_step(real)) < 0.7 * np.mean(sharpest_step(synthetic))
+
+
+def test_render_texture_is_pixel_scale_multiplicative_grain():
+    gaze = simulator.sample_gaze(32, seed=5)
+    textured = simulator.render(gaze, "synthetic", seed=5)[..., 0].astype(np.float64)
+    flat = dataclasses.replace(SimulatorConfig(), render_texture_amplitude=0.0)
+    clean = simulator.render(gaze, "synthetic", seed=5, config=flat)[..., 0].astype(np.float64)
+    bright = clean > 100  # skin and sclera, where 8-bit rounding is small against the grain
+    ratio = textured[bright] / clean[bright] - 1.0
+    assert abs(np.mean(ratio)) < 0.004
+    assert np.std(ratio) == pytest.approx(0.04, rel=0.1)
+    # Independent from pixel to pixel: neighbours are uncorrelated.
+    grain = textured / np.maximum(clean, 1.0) - 1.0
+    both = bright[:, :, 1:] & bright[:, :, :-1]
+    correlation = np.corrcoef(grain[:, :, 1:][both], grain[:, :, :-1][both])[0, 1]
+    assert abs(correlation) < 0.05
+    # It does not move the geometry: the pupil stays where the label puts it.
+    shift = np.linalg.norm(_pupil_centres(textured[..., None]) - _pupil_centres(clean[..., None]),
+                           axis=-1)
+    assert np.max(shift) < 0.5
 
 
 def test_real_has_a_glint_near_the_pupil():
