@@ -1,18 +1,25 @@
 """Reproduces the paper's Table 2 on the built-in eye simulator, over several seeds.
 
-For each seed S it runs the three user commands
+It trains the gaze estimator once on the synthetic split, then for each SimGAN seed S runs
 
   python train.py --dataset=gaze --seed=S --model_dir=<work>/simgan-S [TRAIN_FLAGS]
   python refine.py --saved_model=<work>/simgan-S/export/refiner/<step> \
       --input_dir=<data>/synthetic --output_dir=<work>/data-S/refined
-  python evaluate.py --dataset=gaze --data_dir=<work>/data-S --seed=S \
-      --train_splits=synthetic,refined --test_split=real_test --output_dir=<work>/eval-S
+  python evaluate.py --dataset=gaze --data_dir=<work>/data-S --seed=E \
+      --train_splits=refined --test_split=real_test --output_dir=<work>/eval-S
 
-where `<data>` is the simulator's cached data folder and `<work>/data-S` a data folder
-holding links to its `synthetic` and `real_test` splits plus the refined split, and prints
-a table shaped like the paper's Table 2 (mean error and % of real test images within d
-degrees, per training set and seed) as Markdown. Steps that already finished (an export,
-a refined split, a results.json) are not run again, so an interrupted run resumes.
+where `<data>` is the simulator's cached data folder, `<work>/data-S` a data folder
+holding links to its `synthetic` and `real_test` splits plus the refined split, and E the
+estimator seed (`--estimator_seed`), the same for every training set, so that the rows
+differ only in their training images. The synthetic baseline is
+
+  python evaluate.py --dataset=gaze --data_dir=<work>/data --seed=E \
+      --train_splits=synthetic --test_split=real_test --output_dir=<work>/eval-synthetic
+
+It prints a table shaped like the paper's Table 2 (mean error and % of real test images
+within d degrees, per training set and SimGAN seed, and the realism classifier's held-out
+accuracy and cross-entropy) as Markdown. Steps that already finished (an export, a refined
+split, a results.json) are not run again, so an interrupted run resumes.
 
 Usage:
   python bench/gaze_table2.py --work_dir=runs/table2 --seeds=1,2,3 [--train_flags=...]
@@ -61,12 +68,23 @@ def link_data(source: str, target: str, splits: list[str]) -> None:
     schema.write_json_atomic(schema.dataset_info_path(target), info.to_json())
 
 
+def evaluate(data_dir: str, split: str, eval_dir: str, estimator_seed: int,
+             eval_flags: list[str], log: str) -> dict:
+    results_path = os.path.join(eval_dir, "results.json")
+    if not os.path.exists(results_path):
+        run([sys.executable, "evaluate.py", "--dataset=gaze", f"--data_dir={data_dir}",
+             f"--seed={estimator_seed}", f"--train_splits={split}", "--test_split=real_test",
+             f"--output_dir={eval_dir}", *eval_flags], log)
+    with open(results_path, encoding="utf-8") as f:
+        return json.load(f)["splits"][split]
+
+
 def seed_run(seed: int, work_dir: str, data_dir: str, train_flags: list[str],
-             eval_flags: list[str]) -> dict:
+             estimator_seed: int, eval_flags: list[str]) -> dict:
+    """Trains SimGAN with `seed`, refines the synthetic split, evaluates the refined one."""
     py = sys.executable
     model_dir = os.path.join(work_dir, f"simgan-{seed}")
     seed_data = os.path.join(work_dir, f"data-{seed}")
-    eval_dir = os.path.join(work_dir, f"eval-{seed}")
     log = os.path.join(work_dir, f"log-{seed}.txt")
     export_base = os.path.join(model_dir, "export", "refiner")
     if not (os.path.isdir(export_base) and os.listdir(export_base)):
@@ -77,33 +95,34 @@ def seed_run(seed: int, work_dir: str, data_dir: str, train_flags: list[str],
     if "refined" not in schema.read_dataset_info(seed_data).splits:
         run([py, "refine.py", f"--saved_model={export_base}/{step}",
              f"--input_dir={data_dir}/synthetic", f"--output_dir={seed_data}/refined"], log)
-    results_path = os.path.join(eval_dir, "results.json")
-    if not os.path.exists(results_path):
-        run([py, "evaluate.py", "--dataset=gaze", f"--data_dir={seed_data}", f"--seed={seed}",
-             "--train_splits=synthetic,refined", "--test_split=real_test",
-             f"--output_dir={eval_dir}", *eval_flags], log)
-    with open(results_path, encoding="utf-8") as f:
-        return json.load(f)
+    return evaluate(seed_data, "refined", os.path.join(work_dir, f"eval-{seed}"),
+                    estimator_seed, eval_flags, log)
 
 
-def table(results: dict[int, dict]) -> str:
-    """Markdown table: one row per training set and seed, then the mean over seeds."""
-    header = ("| training set | seed | mean error (deg) | "
-              + " | ".join(f"% within {d} deg" for d in THRESHOLDS) + " | realism accuracy |")
-    lines = [header, "|" + "---|" * (4 + len(THRESHOLDS))]
-    for split in ("synthetic", "refined"):
-        rows = []
-        for seed, result in sorted(results.items()):
-            s = result["splits"][split]
-            rows.append([s["mean"], *(s["within"][d] for d in THRESHOLDS),
-                         s.get("realism", {}).get("accuracy", float("nan")) * 100])
-            lines.append(f"| {split} | {seed} | {s['mean']:.2f} | "
-                         + " | ".join(f"{s['within'][d]:.1f}" for d in THRESHOLDS)
-                         + f" | {rows[-1][-1]:.1f}% |")
-        means = [sum(col) / len(col) for col in zip(*rows)]
-        lines.append(f"| **{split}, mean** | {len(rows)} seeds | **{means[0]:.2f}** | "
-                     + " | ".join(f"**{m:.1f}**" for m in means[1:-1])
-                     + f" | **{means[-1]:.1f}%** |")
+def _row(name: str, seed, s: dict) -> str:
+    realism = s.get("realism", {})
+    return (f"| {name} | {seed} | {s['mean']:.2f} | "
+            + " | ".join(f"{s['within'][d]:.1f}" for d in THRESHOLDS)
+            + f" | {realism.get('accuracy', float('nan')) * 100:.1f}% | "
+            f"{realism.get('cross_entropy', float('nan')):.3f} |")
+
+
+def table(synthetic: dict, refined: dict[int, dict]) -> str:
+    """Markdown table: synthetic, then refined per SimGAN seed and their mean."""
+    header = ("| training set | SimGAN seed | mean error (deg) | "
+              + " | ".join(f"% within {d} deg" for d in THRESHOLDS)
+              + " | realism accuracy | realism cross-entropy |")
+    lines = [header, "|" + "---|" * (5 + len(THRESHOLDS)), _row("synthetic", "-", synthetic)]
+    for seed, s in sorted(refined.items()):
+        lines.append(_row("refined", seed, s))
+    if refined:
+        values = list(refined.values())
+        mean = {"mean": sum(s["mean"] for s in values) / len(values),
+                "within": {d: sum(s["within"][d] for s in values) / len(values)
+                           for d in THRESHOLDS},
+                "realism": {k: sum(s.get("realism", {}).get(k, float("nan")) for s in values)
+                            / len(values) for k in ("accuracy", "cross_entropy")}}
+        lines.append(_row("**refined, mean**", f"{len(values)} seeds", mean))
     return "\n".join(lines)
 
 
@@ -116,6 +135,8 @@ def main(argv=None) -> None:
                              "~/.cache/simgan_tf).")
     parser.add_argument("--train_flags", default="", help="Extra train.py flags, space separated.")
     parser.add_argument("--eval_flags", default="", help="Extra evaluate.py flags.")
+    parser.add_argument("--estimator_seed", type=int, default=0,
+                        help="Seed of every estimator and realism classifier.")
     args = parser.parse_args(argv)
 
     work_dir = os.path.abspath(args.work_dir)
@@ -127,11 +148,18 @@ def main(argv=None) -> None:
     train_flags = args.train_flags.split()
     if args.cache_dir:
         train_flags.append(f"--cache_dir={args.cache_dir}")
-    results = {}
+    eval_flags = args.eval_flags.split()
+    base_data = os.path.join(work_dir, "data")
+    link_data(data_dir, base_data, ["synthetic", "real_test"])
+    synthetic = evaluate(base_data, "synthetic", os.path.join(work_dir, "eval-synthetic"),
+                         args.estimator_seed, eval_flags,
+                         os.path.join(work_dir, "log-synthetic.txt"))
+    refined = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        results[seed] = seed_run(seed, work_dir, data_dir, train_flags, args.eval_flags.split())
-        print(table(results), flush=True)
-    text = table(results)
+        refined[seed] = seed_run(seed, work_dir, data_dir, train_flags, args.estimator_seed,
+                                 eval_flags)
+        print(table(synthetic, refined), flush=True)
+    text = table(synthetic, refined)
     with open(os.path.join(work_dir, "table2.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
     print(f"\nwrote {os.path.join(work_dir, 'table2.md')}")
