@@ -122,7 +122,8 @@ def table(synthetic: dict, refined: dict[int, dict]) -> str:
                            for d in THRESHOLDS},
                 "realism": {k: sum(s.get("realism", {}).get(k, float("nan")) for s in values)
                             / len(values) for k in ("accuracy", "cross_entropy")}}
-        lines.append(_row("**refined, mean**", f"{len(values)} seeds", mean))
+        lines.append(_row("**refined, mean**",
+                          f"{len(values)} seed{'s' if len(values) > 1 else ''}", mean))
     return "\n".join(lines)
 
 
