@@ -49,7 +49,7 @@ def mean_error(estimator, images, labels) -> float:
 def real_estimator(data_dir: str, path: str, steps: int):
     config = eval_lib.EvalConfig(steps=steps, seed=0)
     if os.path.exists(path):
-        model = eval_lib.build_estimator(config, (35, 55, 1))
+        model = eval_lib.build_estimator(config, schema.read_dataset_info(data_dir).image_shape)
         model.load_weights(path)
         return model
     start = time.perf_counter()
