@@ -162,6 +162,53 @@ def read_split(data_dir: str, split: str, *, info: schema.DatasetInfo | None = N
                        deterministic=deterministic)
 
 
+def load_arrays(data_dir: str, split: str, fields: tuple[str, ...] = ("image",), *,
+                count: int | None = None, require_count: bool = True,
+                info: schema.DatasetInfo | None = None,
+                skip_bad_records: bool = False) -> dict[str, np.ndarray]:
+    """The first `count` examples of a split (all when `None`), in file order, as arrays.
+
+    For evaluation and inspection, where a split (or its head) fits in memory.
+
+    Args:
+      data_dir: data folder with `dataset.json`.
+      split: split folder name.
+      fields: features of `read_split` to keep, e.g. `("image", schema.LABEL_GAZE)`.
+      count: examples wanted.
+      require_count: whether a split with fewer than `count` (good) records is an error;
+        if not, all it has are returned.
+      info: `dataset.json` contents (read when `None`).
+      skip_bad_records: drop records that fail to parse instead of raising.
+
+    Returns:
+      `{field: [n, ...] array}`; images are float32 in [-1, 1].
+
+    Raises:
+      ValueError: the split lacks a field, or holds fewer than `count` (good) records.
+    """
+    info = info or schema.read_dataset_info(data_dir)
+    dataset = read_split(data_dir, split, info=info)
+    missing = [f for f in fields if f not in dataset.element_spec]
+    if missing:
+        raise ValueError(f"Split {split!r} of {data_dir} has no {missing}; it has "
+                         f"{sorted(dataset.element_spec)}.")
+    if skip_bad_records:
+        dataset = dataset.ignore_errors()
+    if count is not None:
+        dataset = dataset.take(count)
+    dataset = dataset.map(lambda e: {f: e[f] for f in fields}).batch(1000)
+    parts = {f: [] for f in fields}
+    for batch in dataset.as_numpy_iterator():
+        for f in fields:
+            parts[f].append(batch[f])
+    arrays = {f: np.concatenate(v) if v else np.zeros([0]) for f, v in parts.items()}
+    found = len(arrays[fields[0]])
+    if count is not None and found < count and require_count:
+        raise ValueError(f"Split {split!r} of {data_dir} has {found} "
+                         f"{'good ' if skip_bad_records else ''}records; {count} are needed.")
+    return arrays
+
+
 def check_image_shape(info: schema.DatasetInfo, data_dir: str,
                       image_shape: tuple[int, int, int]) -> None:
     """Raises ValueError if the data folder's images are not what the networks expect."""

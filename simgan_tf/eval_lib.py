@@ -23,7 +23,6 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -169,11 +168,8 @@ def test_estimator(config: EvalConfig, model: keras.Model, data_dir: str, split:
     info = schema.read_dataset_info(data_dir)
     _check_labels(info, data_dir, split, config.task)
     label = _LABEL[config.task]
-    images, labels = [], []
-    for batch in data.read_split(data_dir, split, info=info).batch(512).as_numpy_iterator():
-        images.append(batch["image"])
-        labels.append(batch[label])
-    images, labels = np.concatenate(images), np.concatenate(labels)
+    arrays = data.load_arrays(data_dir, split, ("image", label), info=info)
+    images, labels = arrays["image"], arrays[label]
     predictions = model.predict(images, batch_size=256, verbose=0)
     if config.task == "gaze":
         errors = evaluation.angular_errors(simulator.gaze_to_vector(labels), predictions)

@@ -71,13 +71,7 @@ def load_images(data_dir: str, split: str, count: int) -> np.ndarray:
     Raises:
       ValueError: if the split holds fewer than `count` images.
     """
-    images = [b["image"] for b in
-              data.read_split(data_dir, split).take(count).batch(1000).as_numpy_iterator()]
-    images = np.concatenate(images) if images else np.zeros([0])
-    if len(images) < count:
-        raise ValueError(f"Split {split!r} of {data_dir} has {len(images)} images; the "
-                         f"realism score needs {count}.")
-    return images
+    return data.load_arrays(data_dir, split, count=count)["image"]
 
 
 def realism_score(real: np.ndarray, candidate: np.ndarray,

@@ -177,11 +177,8 @@ def resolve_data_dir(config: config_lib.SimGANConfig, cache_dir: str | None = No
 def sample_images(data_dir: str, split: str, n: int,
                   skip_bad_records: bool = False) -> np.ndarray:
     """The first `n` (good) images of a split, in file order: `[n, H, W, C]` in [-1, 1]."""
-    dataset = data.read_split(data_dir, split)
-    if skip_bad_records:
-        dataset = dataset.ignore_errors()
-    dataset = dataset.take(n).map(lambda e: e["image"])
-    return np.stack(list(dataset.as_numpy_iterator()))
+    return data.load_arrays(data_dir, split, count=n, require_count=False,
+                            skip_bad_records=skip_bad_records)["image"]
 
 
 def write_config(config: config_lib.SimGANConfig, model_dir: str, write: bool = True) -> str:

@@ -149,3 +149,23 @@ def test_training_dataset_shards_by_file_for_multiple_workers(folder):
         seen.append({x.tobytes() for x in mine})
     assert seen[0] and seen[1] and not seen[0] & seen[1]
     assert len(seen[0] | seen[1]) == 40
+
+
+def test_load_arrays_returns_the_head_of_a_split_in_file_order(folder):
+    data_dir, images, gaze = folder
+    arrays = data.load_arrays(data_dir, "synthetic", ("image", schema.LABEL_GAZE), count=25)
+    assert arrays["image"].shape == (25, 35, 55, 1) and arrays["image"].dtype == np.float32
+    np.testing.assert_allclose(arrays["image"], images[:25] / 127.5 - 1.0, atol=1e-6)
+    np.testing.assert_allclose(arrays[schema.LABEL_GAZE], gaze[:25])
+    whole = data.load_arrays(data_dir, "real")
+    assert list(whole) == ["image"] and whole["image"].shape == (30, 35, 55, 1)
+
+
+def test_load_arrays_says_what_is_missing(folder):
+    data_dir, _, _ = folder
+    with pytest.raises(ValueError, match=r"'real' .* has no \['label/gaze'\]"):
+        data.load_arrays(data_dir, "real", ("image", schema.LABEL_GAZE))
+    with pytest.raises(ValueError, match="has 30 records; 31 are needed"):
+        data.load_arrays(data_dir, "real", count=31)
+    assert data.load_arrays(data_dir, "real", count=31,
+                            require_count=False)["image"].shape[0] == 30
