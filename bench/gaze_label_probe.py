@@ -8,9 +8,17 @@ estimator. Its mean angular error against the synthetic labels is low only if th
 eyes still show the labelled gaze in a form a real-trained estimator reads; a refiner that
 moves or smears the pupil drives it up. The raw synthetic images give the baseline.
 
+With `--realism_images=N` (default 4000; 0 turns it off) it also scores realism after each
+chunk as `evaluate.py` does: a fresh `realism` classifier trained to tell the first N
+images of `real_test` from the first N refined ones (quantized to the split's pixels, as
+`refine.py` writes them), accuracy and cross-entropy on the held-out halves.
+
 Usage:
   python bench/gaze_label_probe.py --work_dir=runs/probe --chunks=25,50,100,150,200 \
       [--overrides='{"train.reg_weight": 0.2}']
+
+A run folder of `train.py --dataset=gaze` copied to `<work_dir>/simgan` is resumed, so
+its chunks need not be trained again (pass its `--seed` as `{"train.seed": S}`).
 
 `--chunks` are cumulative adversarial iterations (`train.steps`) of the `gaze_demo` preset.
 """
@@ -30,15 +38,12 @@ import simgan_tf  # noqa: E402,F401  (sets TensorFlow's CPU options before it lo
 import numpy as np  # noqa: E402
 
 from simgan_tf import (builtin_data, config as config_lib, data, eval_lib, evaluation,  # noqa: E402
-                       schema, simulator, train_lib)
+                       realism, schema, simulator, train_lib)
 
 
 def load(data_dir: str, split: str, n: int):
-    images, labels = [], []
-    for batch in data.read_split(data_dir, split).take(n).batch(1000).as_numpy_iterator():
-        images.append(batch["image"])
-        labels.append(batch[schema.LABEL_GAZE])
-    return np.concatenate(images), np.concatenate(labels)
+    arrays = data.load_arrays(data_dir, split, ("image", schema.LABEL_GAZE), count=n)
+    return arrays["image"], arrays[schema.LABEL_GAZE]
 
 
 def mean_error(estimator, images, labels) -> float:
@@ -68,6 +73,7 @@ def main(argv=None) -> None:
     parser.add_argument("--overrides", default="{}", help="JSON dict of config overrides.")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--estimator_steps", type=int, default=1500)
+    parser.add_argument("--realism_images", type=int, default=4000)
     parser.add_argument("--cache_dir", default=None)
     args = parser.parse_args(argv)
 
@@ -79,17 +85,38 @@ def main(argv=None) -> None:
     os.makedirs(args.work_dir, exist_ok=True)
     estimator = real_estimator(data_dir, os.path.join(args.work_dir, "real_estimator.weights.h5"),
                                args.estimator_steps)
-    synthetic, labels = load(data_dir, "synthetic", args.images)
-    print(f"raw synthetic: {mean_error(estimator, synthetic, labels):.2f} deg", flush=True)
+    info = schema.read_dataset_info(data_dir)
+    n = max(args.images, args.realism_images)
+    synthetic, labels = load(data_dir, "synthetic", n)
+    real = realism.load_images(data_dir, "real_test", args.realism_images) \
+        if args.realism_images else None
+
+    def scores(images) -> dict:
+        row = {"error_deg": mean_error(estimator, images[:args.images], labels[:args.images])}
+        if real is not None:
+            row["realism"] = realism.realism_score(real, images[:args.realism_images])
+        return row
+
+    def describe(row) -> str:
+        text = f"{row['error_deg']:.2f} deg"
+        if "realism" in row:
+            text += (f", realism accuracy {row['realism']['accuracy'] * 100:.1f}% "
+                     f"(cross-entropy {row['realism']['cross_entropy']:.3f})")
+        return text
+
+    print(f"raw synthetic: {describe(scores(synthetic))}", flush=True)
     rows = []
     for steps in (int(c) for c in args.chunks.split(",")):
         config = config_lib.override(base, {"train.steps": steps, "train.export": False})
         result = train_lib.train(config, os.path.join(args.work_dir, "simgan"),
                                  cache_dir=args.cache_dir, verbose=0)
         refined = result.model.refiner.predict(synthetic, batch_size=500, verbose=0)
-        rows.append({"iterations": steps, "error_deg": mean_error(estimator, refined, labels),
+        refined = data.scale_image(  # the pixels refine.py would write
+            data.to_uint(refined, info.image_dtype, info.pixel_range), info.image_dtype,
+            info.pixel_range).numpy()
+        rows.append({"iterations": steps, **scores(refined),
                      "l1_per_pixel": float(np.abs(refined - synthetic).mean())})
-        print(f"after {steps} adversarial iterations: {rows[-1]['error_deg']:.2f} deg, "
+        print(f"after {steps} adversarial iterations: {describe(rows[-1])}, "
               f"L1 {rows[-1]['l1_per_pixel']:.3f}/pixel", flush=True)
     with open(os.path.join(args.work_dir, "probe.json"), "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=2)
