@@ -127,7 +127,9 @@ class RunCheckpoint:
         for index in glob.glob(os.path.join(self.directory, f"{_CHECKPOINT_NAME}-*.index")):
             if _NUMBER.search(index):
                 prefixes.add(index[: -len(".index")])
-        prefixes = {p if os.path.isabs(p) else os.path.join(self.directory, p) for p in prefixes}
+        # Both sources already carry `directory`: TensorFlow joins the state file's relative
+        # names with it, and the glob pattern starts with it. Joining again would double a
+        # relative `directory` (runs/x/checkpoints/runs/x/checkpoints/ckpt-9).
         return sorted(prefixes, key=checkpoint_number, reverse=True)
 
     def restore_latest(self) -> str | None:

@@ -152,3 +152,23 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
     for key, value in checkpointing.read_tensors(latest).items():
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             assert np.all(np.isfinite(value)), key
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_run_folder_given_as_a_relative_path_resumes(tmp_path, monkeypatch, relative):
+    """`train.py`'s default --model_dir (runs/<preset>) is relative."""
+    monkeypatch.chdir(tmp_path)
+    directory = "run/checkpoints" if relative else str(tmp_path / "run" / "checkpoints")
+    value = tf.Variable(0.0)
+    writer = checkpointing.RunCheckpoint(tf.train.Checkpoint(value=value), directory,
+                                         max_to_keep=3)
+    for step in (10, 20):
+        value.assign(float(step))
+        writer.save(step)
+    value.assign(-1.0)
+    reader = checkpointing.RunCheckpoint(tf.train.Checkpoint(value=value), directory,
+                                         max_to_keep=3)
+    assert reader.candidates() == [os.path.join(directory, "ckpt-20"),
+                                   os.path.join(directory, "ckpt-10")]
+    assert reader.restore_latest() == os.path.join(directory, "ckpt-20")
+    assert value.numpy() == 20.0
