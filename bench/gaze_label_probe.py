@@ -110,6 +110,8 @@ def main(argv=None) -> None:
         config = config_lib.override(base, {"train.steps": steps, "train.export": False})
         result = train_lib.train(config, os.path.join(args.work_dir, "simgan"),
                                  cache_dir=args.cache_dir, verbose=0)
+        if result.preempted:  # SIGTERM: the run saved a checkpoint; stop, as train.py does
+            raise SystemExit(f"Stopped by SIGTERM after {result.step} updates.")
         refined = result.model.refiner.predict(synthetic, batch_size=500, verbose=0)
         refined = data.scale_image(  # the pixels refine.py would write
             data.to_uint(refined, info.image_dtype, info.pixel_range), info.image_dtype,
