@@ -1,10 +1,10 @@
 """Watches a SimGAN gaze run keep (or lose) the labels, iteration by iteration.
 
 Only a simulator can do this: its real domain is labelled. The probe trains the paper's
-gaze estimator on the simulator's labelled `real` split once (cached in `--work_dir`),
-then trains SimGAN in chunks (`train_lib.train` resumes from the run's checkpoint), and
-after each chunk refines the first `--images` synthetic images and reads them with that
-estimator. Its mean angular error against the synthetic labels is low only if the refined
+gaze estimator on the simulator's labelled `real` split once (cached in `--work_dir`, one
+file per `--estimator_steps`), then trains SimGAN in chunks (`train_lib.train` resumes
+from the run's checkpoint), and after each chunk refines the first `--images` synthetic
+images and reads them with that estimator. Its mean angular error against the synthetic labels is low only if the refined
 eyes still show the labelled gaze in a form a real-trained estimator reads; a refiner that
 moves or smears the pupil drives it up. The raw synthetic images give the baseline.
 
@@ -83,8 +83,9 @@ def main(argv=None) -> None:
         args.cache_dir, num_synthetic=d.simulator_num_synthetic,
         num_real=d.simulator_num_real, num_real_test=d.simulator_num_real_test)
     os.makedirs(args.work_dir, exist_ok=True)
-    estimator = real_estimator(data_dir, os.path.join(args.work_dir, "real_estimator.weights.h5"),
-                               args.estimator_steps)
+    estimator = real_estimator(
+        data_dir, os.path.join(args.work_dir, f"real_estimator-{args.estimator_steps}.weights.h5"),
+        args.estimator_steps)
     info = schema.read_dataset_info(data_dir)
     n = max(args.images, args.realism_images)
     synthetic, labels = load(data_dir, "synthetic", n)

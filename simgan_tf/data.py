@@ -196,7 +196,11 @@ def load_arrays(data_dir: str, split: str, fields: tuple[str, ...] = ("image",),
         dataset = dataset.ignore_errors()
     if count is not None:
         dataset = dataset.take(count)
-    dataset = dataset.map(lambda e: {f: e[f] for f in fields}).batch(1000)
+
+    def keep(example):
+        return {f: example[f] for f in fields}
+
+    dataset = dataset.map(keep).batch(1000)
     parts = {f: [] for f in fields}
     for batch in dataset.as_numpy_iterator():
         for f in fields:
