@@ -30,6 +30,7 @@ SCALAR_TAGS = {
     "disc_loss": "discriminator/loss",
     "disc_acc_real": "discriminator/accuracy_real",
     "disc_acc_refined": "discriminator/accuracy_refined",
+    "disc_acc_fresh": "discriminator/accuracy_fresh_refined",
 }
 PHASE_TAG = "schedule/phase"
 ITERATION_TAG = "schedule/iteration"

@@ -36,6 +36,8 @@ METRIC_NAMES = (
     "disc_loss",             # discriminator loss (refined + real terms), per image pair
     "disc_acc_real",         # fraction of real patches classified real
     "disc_acc_refined",      # fraction of refined patches (fresh + history) classified refined
+    "disc_acc_fresh",        # the same on the fresh half only: the current refiner's images,
+                             # before this update (far below disc_acc_refined: D lags behind R)
 )
 
 # Optional dataset key: int64 `[b]`, bad records the input pipeline has skipped so far.
@@ -45,8 +47,9 @@ SKIPPED_KEY = "skipped"
 PHASE_METRICS = {
     Phase.PRETRAIN_REFINER: ("refiner_reg_loss", "refiner_l1_per_pixel"),
     Phase.REFINER: ("refiner_adv_loss", "refiner_reg_loss", "refiner_l1_per_pixel"),
-    Phase.PRETRAIN_DISCRIMINATOR: ("disc_loss", "disc_acc_real", "disc_acc_refined"),
-    Phase.DISCRIMINATOR: ("disc_loss", "disc_acc_real", "disc_acc_refined"),
+    Phase.PRETRAIN_DISCRIMINATOR: ("disc_loss", "disc_acc_real", "disc_acc_refined",
+                                   "disc_acc_fresh"),
+    Phase.DISCRIMINATOR: ("disc_loss", "disc_acc_real", "disc_acc_refined", "disc_acc_fresh"),
 }
 
 
@@ -184,8 +187,11 @@ class SimGAN(keras.Model):
         self.history_buffer.update(refined[: tf.shape(refined)[0] // 2], write_seed)
         self.trackers["disc_loss"].update_state(per_example)
         self.trackers["disc_acc_real"].update_state(losses.patch_accuracy(real_logits, REAL))
-        self.trackers["disc_acc_refined"].update_state(
-            losses.patch_accuracy(refined_logits, REFINED))
+        refined_accuracy = losses.patch_accuracy(refined_logits, REFINED)
+        self.trackers["disc_acc_refined"].update_state(refined_accuracy)
+        # `mix` puts the fresh images first (all of them when there is no history).
+        fresh = tf.shape(refined)[0] // 2 if self.history_buffer.enabled else tf.shape(refined)[0]
+        self.trackers["disc_acc_fresh"].update_state(refined_accuracy[:fresh])
 
     # --- Keras integration ---------------------------------------------------------------
 

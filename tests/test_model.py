@@ -88,6 +88,27 @@ def test_refiner_pretraining_ignores_the_discriminator_and_adversarial_uses_it()
                                float(l1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("history_size", [16, 0])
+def test_fresh_accuracy_reads_only_the_current_refiners_images(history_size):
+    model = build(history_size=history_size,
+                  optimizer=lambda: keras.optimizers.SGD(0.0))  # nothing moves
+    if history_size:  # a full buffer of images D calls refined with another frequency
+        model.history_buffer.images.assign(tf.random.stateless_uniform(
+            [history_size, *SHAPE], seed=[3, 4], minval=-1, maxval=1))
+        model.history_buffer.fill.assign(history_size)
+    data = batch()
+    tf.function(functools.partial(model.train_step, phase=Phase.DISCRIMINATOR))(data)
+    refined = model.refiner(data["synthetic"])
+    predicted = tf.argmax(model.discriminator(refined), axis=-1)
+    per_image = tf.reduce_mean(tf.cast(tf.equal(predicted, 0), tf.float32), axis=[1, 2])
+    fresh = 4 if history_size else 8
+    np.testing.assert_allclose(float(model.trackers["disc_acc_fresh"].result()),
+                               float(tf.reduce_mean(per_image[:fresh])), rtol=1e-6)
+    if not history_size:  # every refined image is fresh
+        np.testing.assert_allclose(float(model.trackers["disc_acc_refined"].result()),
+                                   float(model.trackers["disc_acc_fresh"].result()), rtol=1e-6)
+
+
 def _mirrored_step(strategy, model, phase, data):
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(8)
     distributed = next(iter(strategy.experimental_distribute_dataset(dataset)))
