@@ -56,7 +56,8 @@ def main(argv):
     prefix = tf.train.latest_checkpoint(os.path.join(FLAGS.model_dir, "checkpoints"))
     if prefix is None:
         raise SystemExit(f"No checkpoint in {FLAGS.model_dir}/checkpoints.")
-    train_lib.make_checkpoint(model).restore(prefix).expect_partial()
+    # Every network, optimizer and buffer variable must come from the checkpoint.
+    train_lib.make_checkpoint(model).restore(prefix).assert_existing_objects_matched()
     data_dir = train_lib.resolve_data_dir(config)
     n = FLAGS.images
     synthetic = data.load_arrays(data_dir, config.data.synthetic_split, count=n)["image"]
@@ -66,8 +67,7 @@ def main(argv):
     print(f"run {FLAGS.model_dir}, checkpoint {os.path.basename(prefix)}, "
           f"{half} training / {n - half} held-out images per set")
 
-    @tf.function
-    def accuracy(critic, candidate, target_real):
+    def accuracy(critic, candidate, target_real):  # eager: one call per 500 images
         logits = critic(candidate, training=False)
         return tf.reduce_mean(losses.patch_accuracy(logits, REAL if target_real else REFINED))
 
