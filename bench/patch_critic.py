@@ -1,6 +1,6 @@
 """Is SimGAN's discriminator under-trained or under-powered? Patch accuracy of critics.
 
-    python bench/patch_critic.py --model_dir=runs/table2/simgan-2 [--steps=2000]
+    python bench/patch_critic.py --model_dir=runs/table2/simgan-2 [--eval_at=25,50,500,2000]
 
 Loads a finished `train.py` run (its config and newest checkpoint), refines held-out
 synthetic images with its refiner, frozen, and reports the per-patch accuracy on held-out
