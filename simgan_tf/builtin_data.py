@@ -18,7 +18,7 @@ from simgan_tf.writer import SplitWriter
 
 CACHE_ENV = "SIMGAN_TF_CACHE"
 # Bump when a simulator's images change, so stale caches are not reused.
-SIMULATOR_DATA_VERSION = 2
+SIMULATOR_DATA_VERSION = 3
 KINDS = ("eyes", "hand")
 HAND_PIXEL_RANGE = (-1000, 2000)  # as data_prep.nyu_hand: background 0 mm -> -1/3
 _CHUNK = 2000

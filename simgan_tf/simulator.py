@@ -9,7 +9,11 @@ label distribution and the label -> geometry mapping and differ only in appearan
     the skin, sclera and iris texture maps' grain, but no camera).
   * `real`: the same geometry plus what a real camera adds and the renderer lacks: skin
     texture, a specular glint on the cornea, uneven illumination, optical blur, lower
-    contrast and shifted brightness, shot and read noise, and JPEG compression.
+    contrast and shifted brightness, shot and read noise, and JPEG compression, all in
+    a camera frame `camera_scale` times finer than the eye patch, which is then
+    resampled out of the decoded frame (MPIIGaze's eye patches are warped out of JPEG
+    webcam frames by its normalization, so their noise and compression blocks are not
+    on the patch's pixel grid).
 
 It stands in for UnityEyes -> MPIIGaze when no data folder is given: a gaze estimator
 trained on `synthetic` does measurably worse on `real` (see `bench/simulator_gap.py`),
@@ -123,6 +127,14 @@ class SimulatorConfig:
       shot_noise: real domain: variance of Poisson-like noise per unit of intensity
         (noise standard deviation `sqrt(shot_noise * intensity)`).
       jpeg_quality_range: real domain: JPEG quality, integers, inclusive.
+      camera_scale: real domain: camera frame pixels per eye-patch pixel. Texture,
+        glint, illumination, blur, noise and JPEG (its 8x8 block grid at a random
+        offset) are applied to the frame, which is then resampled to the patch with
+        an antialiasing bilinear filter. 1 applies them to the patch itself, JPEG
+        blocks aligned to the patch grid.
+      resample_jitter: real domain: the patch's sub-pixel offset in the frame, uniform
+        in [-jitter, jitter] frame pixels in each of x and y (the normalization's warp
+        does not land on the frame's pixel grid).
       render_texture_amplitude: both domains: relative standard deviation of the
         renderer's pixel-scale surface texture (independent per pixel, multiplicative, so
         bright surfaces carry more of it). It is the detail a refiner can turn into
@@ -151,12 +163,14 @@ class SimulatorConfig:
     brightness_range: tuple = (-0.03, 0.03)
     illumination_strength: float = 0.12
     skin_texture_amplitude: float = 0.03
-    glint_range: tuple = (0.5, 0.9)
+    glint_range: tuple = (0.7, 1.2)
     glint_sigma_range: tuple = (0.6, 0.9)
     glint_offset: float = 2.0
-    read_noise_range: tuple = (0.01, 0.025)
-    shot_noise: float = 0.001
+    read_noise_range: tuple = (0.015, 0.04)
+    shot_noise: float = 0.0025
     jpeg_quality_range: tuple = (60, 85)
+    camera_scale: float = 1.6
+    resample_jitter: float = 0.5
     render_texture_amplitude: float = 0.04
 
     def __post_init__(self):
@@ -174,6 +188,14 @@ class SimulatorConfig:
         if not (1 <= low <= high <= 95) or int(low) != low or int(high) != high:
             raise ValueError(f"Expected integers 1 <= low <= high <= 95. Received: "
                              f"jpeg_quality_range={self.jpeg_quality_range!r}")
+        if not (isinstance(self.camera_scale, (int, float))
+                and 1.0 <= self.camera_scale <= 4.0):
+            raise ValueError(f"Expected 1 <= camera_scale <= 4. Received: "
+                             f"camera_scale={self.camera_scale!r}")
+        if not (isinstance(self.resample_jitter, (int, float))
+                and 0.0 <= self.resample_jitter <= 1.0):
+            raise ValueError(f"Expected 0 <= resample_jitter <= 1. Received: "
+                             f"resample_jitter={self.resample_jitter!r}")
         for name in ("illumination_strength", "skin_texture_amplitude", "glint_offset",
                      "shot_noise", "render_texture_amplitude"):
             value = getattr(self, name)
@@ -270,21 +292,25 @@ def _draw_geometry(rng: np.random.Generator, config: SimulatorConfig) -> dict:
     return {name: _uniform(rng, r)[:, None, None] for name, r in zip(names, ranges)}
 
 
-def _render_clean(gaze: np.ndarray, params: dict, config: SimulatorConfig) -> dict:
+def _render_clean(gaze: np.ndarray, params: dict, config: SimulatorConfig,
+                  frame: tuple | None = None) -> dict:
     """Renders the clean (synthetic) images of one chunk and the layers `real` needs.
 
     Args:
       gaze: `[m, 2]` (pitch, yaw), radians.
       params: per-sample nuisances, each `[m, 1, 1]` float32.
       config: the simulator configuration.
+      frame: `(height, width, unit)` to render into a canvas of that size with `unit`
+        pixels per reference pixel, the eye centred as in the patch (default: the
+        patch itself, `config.height x config.width`).
 
     Returns:
       dict with `image` `[m, H, W]` float32 in [0, 1], `opening` and `iris` coverages
       `[m, H, W]` in [0, 1], and the `cornea_x`, `cornea_y` pixel position of the
       cornea centre's projection `[m, 1, 1]`.
     """
-    h, w = config.height, config.width
-    unit = min(h / HEIGHT, w / WIDTH) * params["scale"]  # pixels per reference pixel
+    h, w, base_unit = frame or (config.height, config.width, _patch_unit(config))
+    unit = base_unit * params["scale"]  # pixels per reference pixel
     cx = w / 2 + params["offset_x"] * unit / params["scale"]
     cy = h / 2 + params["offset_y"] * unit / params["scale"]
     ys, xs = np.meshgrid(np.arange(h, dtype=np.float32) + 0.5,
@@ -359,6 +385,47 @@ def _render_clean(gaze: np.ndarray, params: dict, config: SimulatorConfig) -> di
             "cornea_x": cx + cornea_depth * gx, "cornea_y": cy + cornea_depth * gy}
 
 
+def _patch_unit(config: SimulatorConfig) -> float:
+    """Pixels of the eye patch per reference pixel (of a 35x55 patch)."""
+    return min(config.height / HEIGHT, config.width / WIDTH)
+
+
+def _camera_frame(config: SimulatorConfig) -> tuple[int, int, float]:
+    """`(height, width, unit)` of the camera frame a real patch is resampled from.
+
+    The frame holds the patch at `camera_scale` times its resolution plus a margin
+    for the resampling filter and the jitter, the eye centred as in the patch.
+    """
+    unit = _patch_unit(config) * config.camera_scale
+    scale = config.camera_scale
+    if scale == 1.0 and config.resample_jitter == 0.0:
+        return config.height, config.width, unit
+    margin = int(math.ceil(scale + config.resample_jitter)) + 1
+    return (int(math.ceil(config.height * scale)) + 2 * margin,
+            int(math.ceil(config.width * scale)) + 2 * margin, unit)
+
+
+def _resample_patches(frames: np.ndarray, config: SimulatorConfig, jitter: np.ndarray
+                      ) -> np.ndarray:
+    """Resamples `[m, FH, FW]` uint8 frames to `[m, height, width]` uint8 patches.
+
+    Each patch covers `camera_scale` frame pixels per pixel, centred on the frame
+    centre plus `jitter[i]` `(dx, dy)` frame pixels; the bilinear filter is widened by
+    the scale (Pillow's antialiasing), as a warp that reduces resolution must be.
+    """
+    m, fh, fw = frames.shape
+    h, w = config.height, config.width
+    scale = config.camera_scale
+    patches = np.empty((m, h, w), np.uint8)
+    for i in range(m):
+        left = fw / 2 - w * scale / 2 + float(jitter[i, 0])
+        top = fh / 2 - h * scale / 2 + float(jitter[i, 1])
+        patch = Image.fromarray(frames[i].astype(np.float32), mode="F").resize(
+            (w, h), Image.BILINEAR, box=(left, top, left + w * scale, top + h * scale))
+        patches[i] = np.clip(np.round(np.asarray(patch)), 0, 255).astype(np.uint8)
+    return patches
+
+
 def _add_render_texture(image: np.ndarray, rng: np.random.Generator,
                         config: SimulatorConfig) -> np.ndarray:
     """Multiplies `[m, H, W]` renders by `1 + amplitude * N(0, 1)` per pixel."""
@@ -409,20 +476,24 @@ def _gaussian_blur(images: np.ndarray, sigma: np.ndarray, radius: int) -> np.nda
                for k in range(2 * radius + 1)).astype(np.float32)
 
 
-def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+def _jpeg(image: np.ndarray, quality: int, offset: tuple = (0, 0)) -> np.ndarray:
+    """JPEG round trip of a 2D uint8 image whose 8x8 block grid starts `offset`
+    `(dy, dx)` pixels before the image (the image sits inside a larger frame)."""
+    dy, dx = int(offset[0]) % 8, int(offset[1]) % 8
+    framed = np.pad(image, ((dy, 0), (dx, 0)), mode="edge") if dy or dx else image
     buffer = io.BytesIO()
     # A 2D uint8 array becomes a mode "L" (8-bit grayscale) image.
-    Image.fromarray(image).save(buffer, format="JPEG", quality=int(quality))
+    Image.fromarray(framed).save(buffer, format="JPEG", quality=int(quality))
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("L"), dtype=np.uint8)
+        return np.asarray(decoded.convert("L"), dtype=np.uint8)[dy:, dx:]
 
 
 def _apply_camera(layers: dict, rng: np.random.Generator, m: int,
-                  config: SimulatorConfig) -> np.ndarray:
-    """Adds the real-camera effects to one chunk; returns `[m, H, W]` uint8."""
-    h, w = config.height, config.width
-    unit = min(h / HEIGHT, w / WIDTH)
+                  config: SimulatorConfig, frame: tuple) -> np.ndarray:
+    """Adds the real-camera effects to one chunk of frames; returns `[m, H, W]` uint8
+    patches (`frame` as in `_render_clean`, which rendered `layers` into it)."""
+    h, w, unit = frame
     # Draw every random quantity for a full chunk, in a fixed order, then slice to m.
     texture = sum(amplitude * _upsampled_noise(rng, cell * unit, h, w)
                   for cell, amplitude in ((1.5, 0.5), (3.0, 0.7), (7.0, 0.6)))
@@ -438,6 +509,9 @@ def _apply_camera(layers: dict, rng: np.random.Generator, m: int,
     noise = rng.standard_normal((2, CHUNK_SIZE, h, w), dtype=np.float32)
     low, high = config.jpeg_quality_range
     quality = rng.integers(int(low), int(high), size=CHUNK_SIZE, endpoint=True)
+    block_offset = rng.integers(0, 8, size=(CHUNK_SIZE, 2))
+    jitter = rng.uniform(-config.resample_jitter, config.resample_jitter,
+                         size=(CHUNK_SIZE, 2))
 
     def per_sample(values):
         return values[:m, None, None] if values.ndim == 1 else values[:m]
@@ -466,7 +540,11 @@ def _apply_camera(layers: dict, rng: np.random.Generator, m: int,
     shot = np.sqrt(config.shot_noise * np.clip(image, 0.0, None)) * noise[0, :m]
     image = image + shot + per_sample(read_noise) * noise[1, :m]
     image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return np.stack([_jpeg(img, q) for img, q in zip(image, quality[:m])])
+    image = np.stack([_jpeg(img, q, offset)
+                      for img, q, offset in zip(image, quality[:m], block_offset[:m])])
+    if config.camera_scale == 1.0 and config.resample_jitter == 0.0:
+        return image  # the frame is the patch
+    return _resample_patches(image, config, jitter[:m])
 
 
 def render(gaze: np.ndarray, domain: str, seed: int,
@@ -514,7 +592,8 @@ def render(gaze: np.ndarray, domain: str, seed: int,
         stop = min(start + CHUNK_SIZE, n)
         params = _draw_geometry(sim_common.generator(seed, _STREAM_GEOMETRY, chunk), config)
         params = {name: value[:stop - start] for name, value in params.items()}
-        layers = _render_clean(gaze[start:stop], params, config)
+        frame = None if domain == "synthetic" else _camera_frame(config)
+        layers = _render_clean(gaze[start:stop], params, config, frame)
         layers["image"] = _add_render_texture(
             layers["image"], sim_common.generator(seed, _STREAM_TEXTURE, chunk), config)
         if domain == "synthetic":
@@ -522,7 +601,8 @@ def render(gaze: np.ndarray, domain: str, seed: int,
                 np.clip(layers["image"], 0.0, 1.0) * 255.0).astype(np.uint8)
         else:
             images[start:stop] = _apply_camera(
-                layers, sim_common.generator(seed, _STREAM_CAMERA, chunk), stop - start, config)
+                layers, sim_common.generator(seed, _STREAM_CAMERA, chunk), stop - start,
+                config, frame)
     return images[..., None]
 
 
