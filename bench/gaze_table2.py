@@ -18,8 +18,10 @@ differ only in their training images. The synthetic baseline is
 
 It prints a table shaped like the paper's Table 2 (mean error and % of real test images
 within d degrees, per training set and SimGAN seed, and the realism classifier's held-out
-accuracy and cross-entropy) as Markdown. Steps that already finished (an export, a refined
-split, a results.json) are not run again, so an interrupted run resumes.
+accuracy and cross-entropy) as Markdown into `<work>/table2.md`, and the cumulative
+curves of every row on one figure, `<work>/curves.png` (the paper's Figure 7). Steps that
+already finished (an export, a refined split, a results.json) are not run again, so an
+interrupted run resumes.
 
 Usage:
   python bench/gaze_table2.py --work_dir=runs/table2 --seeds=1,2,3 [--train_flags=...]
@@ -37,7 +39,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from simgan_tf import builtin_data, config as config_lib, schema  # noqa: E402
+from simgan_tf import builtin_data, config as config_lib, evaluation, schema  # noqa: E402
 
 THRESHOLDS = ("5", "7", "10")
 
@@ -163,7 +165,11 @@ def main(argv=None) -> None:
     text = table(synthetic, refined)
     with open(os.path.join(work_dir, "table2.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
-    print(f"\nwrote {os.path.join(work_dir, 'table2.md')}")
+    curves = {"synthetic": synthetic,
+              **{f"refined, SimGAN seed {seed}": s for seed, s in sorted(refined.items())}}
+    plot = evaluation.plot_curves(curves, os.path.join(work_dir, "curves.png"),
+                                  title="Gaze estimator trained on each set, tested on real_test")
+    print(f"\nwrote {os.path.join(work_dir, 'table2.md')} and {plot}")
 
 
 if __name__ == "__main__":
