@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
 """The refiner's main convolution, forward and backward, against float32 matmul.
 
-    python bench/conv_kernels.py [--batch=64]
+    python bench/conv_kernels.py [--batch=64] [--torch_python=/tmp/torch-venv/bin/python]
 
 Times TensorFlow's kernels for the 64->64 3x3 'same' convolution on 35x55 feature maps
 (eight of the gaze refiner's ten convolutions, 99.8% of its FLOPs): the forward pass, the
 input gradient and the weight gradient, each best of 5 timings of 3 calls, beside a
 4096x4096 float32 matmul in the same process. A refiner update is one forward and two
 backward passes, so the two gradient kernels bound what training can reach. Run with
-`TF_ENABLE_ONEDNN_OPTS=0` to see Eigen's kernels instead of oneDNN's.
+`TF_ENABLE_ONEDNN_OPTS=0` to see Eigen's kernels instead of oneDNN's. With
+`--torch_python` (a virtual environment with torch==2.13.0; the project never depends on
+it) the same kernels are timed in PyTorch, in the reference's NCHW layout and in
+channels-last, in a subprocess right after, as two more columns.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -37,9 +41,54 @@ def best_gflops(function, args, flops: int) -> float:
     return best
 
 
+TORCH_CODE = """
+import sys, time, torch
+import torch.nn.functional as F
+b, h, w, c, size = {b}, {h}, {w}, {c}, {size}
+torch.manual_seed(0)
+for layout in ("nchw", "channels_last"):
+    x = torch.randn(b, c, h, w); k = torch.randn(c, c, 3, 3); dy = torch.randn(b, c, h, w)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+        dy = dy.contiguous(memory_format=torch.channels_last)
+    m = torch.randn(size, size)
+    flops = 2 * b * h * w * 9 * c * c
+    kernels = [
+        ("conv forward", lambda: F.conv2d(x, k, padding=1), flops),
+        ("conv input gradient", lambda: torch.nn.grad.conv2d_input(x.shape, k, dy, padding=1), flops),
+        ("conv weight gradient", lambda: torch.nn.grad.conv2d_weight(x, k.shape, dy, padding=1), flops),
+        ("matmul {size}x{size}", lambda: m @ m, 2 * size ** 3),
+    ]
+    for name, function, count in kernels:
+        function()
+        best = 0.0
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(3):
+                function()
+            best = max(best, 3 * count / (time.perf_counter() - start) / 1e9)
+        print(f"{{layout}}|{{name}}|{{best:.1f}}", flush=True)
+"""
+
+
+def torch_kernels(python: str, **shape) -> dict[tuple[str, str], float]:
+    """GFLOP/s of PyTorch's kernels on the same shapes, keyed by (layout, kernel)."""
+    result = subprocess.run([python, "-c", TORCH_CODE.format(**shape)], capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{python} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    figures = {}
+    for line in result.stdout.splitlines():
+        layout, name, value = line.split("|")
+        figures[(layout, name)] = float(value)
+    return figures
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--torch_python", default=os.environ.get("SIMGAN_TF_TORCH_PYTHON"),
+                   help="python of a virtual environment with torch==2.13.0")
     a = p.parse_args()
     b, h, w, c = a.batch, 35, 55, 64
     generator = tf.random.Generator.from_seed(0)
@@ -60,10 +109,23 @@ def main():
                              2 * size ** 3),
     }
     print(f"oneDNN: {runtime.onednn_enabled()}, batch {b}, 35x55x64 -> 64, 3x3")
-    print("| kernel | GFLOP/s |")
-    print("|---|---|")
-    for name, (function, args, count) in kernels.items():
-        print(f"| {name} | {best_gflops(function, args, count):.1f} |", flush=True)
+    ours = {name: best_gflops(function, args, count)
+            for name, (function, args, count) in kernels.items()}
+    theirs = (torch_kernels(a.torch_python, b=b, h=h, w=w, c=c, size=size)
+              if a.torch_python else {})
+    if theirs:
+        print("| kernel | TensorFlow GFLOP/s | PyTorch NCHW GFLOP/s | "
+              "PyTorch channels-last GFLOP/s |")
+        print("|---|---|---|---|")
+    else:
+        print("| kernel | GFLOP/s |")
+        print("|---|---|")
+    for name, value in ours.items():
+        row = f"| {name} | {value:.1f} |"
+        if theirs:
+            row += (f" {theirs[('nchw', name)]:.1f} | "
+                    f"{theirs[('channels_last', name)]:.1f} |")
+        print(row, flush=True)
 
 
 if __name__ == "__main__":
