@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
 from simgan_tf import runtime  # noqa: E402  (first: oneDNN)
+from train_speed import run  # noqa: E402  (a subprocess, its stderr on failure)
 
 import tensorflow as tf  # noqa: E402
 
@@ -42,7 +44,7 @@ def best_gflops(function, args, flops: int) -> float:
 
 
 TORCH_CODE = """
-import sys, time, torch
+import time, torch
 import torch.nn.functional as F
 b, h, w, c, size = {b}, {h}, {w}, {c}, {size}
 torch.manual_seed(0)
@@ -73,12 +75,8 @@ for layout in ("nchw", "channels_last"):
 
 def torch_kernels(python: str, **shape) -> dict[tuple[str, str], float]:
     """GFLOP/s of PyTorch's kernels on the same shapes, keyed by (layout, kernel)."""
-    result = subprocess.run([python, "-c", TORCH_CODE.format(**shape)], capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{python} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     figures = {}
-    for line in result.stdout.splitlines():
+    for line in run([python, "-c", TORCH_CODE.format(**shape)]).splitlines():
         layout, name, value = line.split("|")
         figures[(layout, name)] = float(value)
     return figures
