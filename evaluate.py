@@ -5,7 +5,7 @@
 
 Writes `<output_dir>/results.json` (per training split: mean and median error and
 "% within d" for d = 1..20, degrees for gaze, pixels for hands, and the realism score)
-and `<output_dir>/curves.png`. Parses flags and calls `simgan_tf.eval_lib.evaluate`.
+and `<output_dir>/curves.png`. Parses flags and calls `simgan_tf.evaluation.eval_lib.evaluate`.
 """
 
 import dataclasses
@@ -40,7 +40,8 @@ flags.DEFINE_bool("verbose", False, "Show Keras progress bars.")
 
 
 def resolve_config():
-    from simgan_tf import eval_lib, schema
+    from simgan_tf.evaluation import eval_lib
+    from simgan_tf.data import schema
 
     height = schema.read_dataset_info(FLAGS.data_dir).image_height
     name = eval_lib.preset_for(FLAGS.dataset, height)
@@ -60,13 +61,14 @@ def resolve_config():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from simgan_tf import eval_lib, train_lib  # imports TensorFlow
+    from simgan_tf.evaluation import eval_lib  # imports TensorFlow
+    from simgan_tf.training import train_lib
 
     try:
         config = resolve_config()
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
-    from simgan_tf import export
+    from simgan_tf.serving import export
 
     if FLAGS.saved_model:
         try:

@@ -5,7 +5,7 @@
 
 Every record is copied with its key, domain and labels unchanged and its image replaced
 by the refined one; the output split's `dataset.json` entry says where it came from.
-Parses flags and calls `simgan_tf.refinement.refine_split`; nothing else happens here.
+Parses flags and calls `simgan_tf.serving.refine_split.refine_split`; nothing else happens here.
 """
 
 from absl import app, flags, logging
@@ -24,10 +24,10 @@ flags.DEFINE_integer("batch_size", 256, "Images per refiner call.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from simgan_tf import refinement  # imports TensorFlow
+    from simgan_tf.serving import refine_split  # imports TensorFlow
 
     try:
-        info = refinement.refine_split(FLAGS.saved_model, FLAGS.input_dir, FLAGS.output_dir,
+        info = refine_split.refine_split(FLAGS.saved_model, FLAGS.input_dir, FLAGS.output_dir,
                                        batch_size=FLAGS.batch_size, progress=True)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None

@@ -3,7 +3,7 @@
     python refine_images.py --saved_model=runs/gaze_demo/export/refiner/900 \
         --input_dir=my_synthetic_pngs --output_dir=refined_pngs
 
-Parses flags and calls `simgan_tf.image_files.refine_folder`. Nothing else happens here.
+Parses flags and calls `simgan_tf.serving.image_files.refine_folder`. Nothing else happens here.
 """
 
 import sys
@@ -24,7 +24,7 @@ flags.DEFINE_integer("batch_size", 32, "Images per refiner call.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from simgan_tf import image_files
+    from simgan_tf.serving import image_files
 
     try:
         written = image_files.refine_folder(FLAGS.saved_model, FLAGS.input_dir,

@@ -1,7 +1,7 @@
 """Trains SimGAN: `python train.py --dataset=gaze [--data_dir=...] [--model_dir=...]`.
 
 Parses flags, builds the config from a preset, builds the distribution strategy, and
-calls `simgan_tf.train_lib.train`. Nothing else happens here.
+calls `simgan_tf.training.train_lib.train`. Nothing else happens here.
 """
 
 import sys
@@ -124,7 +124,7 @@ def main(argv):
         config = resolve_config()
     except ValueError as e:
         raise app.UsageError(str(e)) from None
-    from simgan_tf import train_lib  # imports TensorFlow
+    from simgan_tf.training import train_lib  # imports TensorFlow
 
     strategy = train_lib.build_strategy(config.strategy)
     model_dir = FLAGS.model_dir or f"runs/{config.name}"

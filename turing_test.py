@@ -12,7 +12,7 @@ Open the printed address in a browser, answer every image; the JSON (confusion m
 accuracy, binomial p-value, every answer) is saved after each click, and the command ends
 after the results page has been shown.
 
-Parses flags and calls `simgan_tf.turing_test`. Nothing else happens here.
+Parses flags and calls `simgan_tf.evaluation.turing_test`. Nothing else happens here.
 """
 
 import sys
@@ -46,14 +46,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if FLAGS.num_images < 1:
         raise app.UsageError(f"--num_images must be >= 1. Received: {FLAGS.num_images}")
-    from simgan_tf import turing_test  # imports TensorFlow when loading images
+    from simgan_tf.evaluation import turing_test  # imports TensorFlow when loading images
 
     other_dir = FLAGS.other_data_dir or FLAGS.data_dir
     other_label = FLAGS.other_label or ("refined" if FLAGS.saved_model else "synthetic")
     refine = None
     try:
         if FLAGS.saved_model:
-            from simgan_tf import export
+            from simgan_tf.serving import export
 
             refine = export.load_refiner(FLAGS.saved_model)
         real, real_keys = turing_test.load_images(FLAGS.data_dir, FLAGS.real_split,

@@ -37,18 +37,21 @@ sys.path.insert(0, ROOT)
 import simgan_tf  # noqa: E402,F401  (sets TensorFlow's CPU options before it loads)
 import numpy as np  # noqa: E402
 
-from simgan_tf import (builtin_data, config as config_lib, data, eval_lib, evaluation,  # noqa: E402
-                       realism, schema, simulator, train_lib)
+from simgan_tf import config as config_lib  # noqa: E402
+from simgan_tf.data import builtin, reader, schema  # noqa: E402
+from simgan_tf.evaluation import eval_lib, metrics, realism  # noqa: E402
+from simgan_tf.simulators import eyes  # noqa: E402
+from simgan_tf.training import train_lib  # noqa: E402
 
 
 def load(data_dir: str, split: str, n: int):
-    arrays = data.load_arrays(data_dir, split, ("image", schema.LABEL_GAZE), count=n)
+    arrays = reader.load_arrays(data_dir, split, ("image", schema.LABEL_GAZE), count=n)
     return arrays["image"], arrays[schema.LABEL_GAZE]
 
 
 def mean_error(estimator, images, labels) -> float:
     predictions = estimator.predict(images, batch_size=500, verbose=0)
-    return float(evaluation.angular_errors(simulator.gaze_to_vector(labels), predictions).mean())
+    return float(metrics.angular_errors(eyes.gaze_to_vector(labels), predictions).mean())
 
 
 def real_estimator(data_dir: str, path: str, steps: int):
@@ -79,7 +82,7 @@ def main(argv=None) -> None:
 
     base = config_lib.override(config_lib.get_preset("gaze_demo"), json.loads(args.overrides))
     d = base.data
-    data_dir = builtin_data.ensure_simulator_data(
+    data_dir = builtin.ensure_simulator_data(
         args.cache_dir, num_synthetic=d.simulator_num_synthetic,
         num_real=d.simulator_num_real, num_real_test=d.simulator_num_real_test)
     os.makedirs(args.work_dir, exist_ok=True)
@@ -114,8 +117,8 @@ def main(argv=None) -> None:
         if result.preempted:  # SIGTERM: the run saved a checkpoint; stop, as train.py does
             raise SystemExit(f"Stopped by SIGTERM after {result.step} updates.")
         refined = result.model.refiner.predict(synthetic, batch_size=500, verbose=0)
-        refined = data.scale_image(  # the pixels refine.py would write
-            data.to_uint(refined, info.image_dtype, info.pixel_range), info.image_dtype,
+        refined = reader.scale_image(  # the pixels refine.py would write
+            reader.to_uint(refined, info.image_dtype, info.pixel_range), info.image_dtype,
             info.pixel_range).numpy()
         rows.append({"iterations": steps, **scores(refined),
                      "l1_per_pixel": float(np.abs(refined - synthetic).mean())})

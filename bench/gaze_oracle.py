@@ -28,7 +28,9 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gaze_table2 import link_data  # noqa: E402
-from simgan_tf import builtin_data, config as config_lib, schema, simulator  # noqa: E402
+from simgan_tf.data import builtin, schema  # noqa: E402
+from simgan_tf import config as config_lib
+from simgan_tf.simulators import eyes
 
 
 def main(argv=None) -> None:
@@ -39,21 +41,21 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     d = config_lib.get_preset("gaze_demo").data
-    source = builtin_data.ensure_simulator_data(
+    source = builtin.ensure_simulator_data(
         args.cache_dir, num_synthetic=d.simulator_num_synthetic,
         num_real=d.simulator_num_real, num_real_test=d.simulator_num_real_test)
     work_dir = os.path.abspath(args.work_dir)
     data_dir = os.path.join(work_dir, "data")
     link_data(source, data_dir, ["synthetic", "real_test"])
     count = schema.read_dataset_info(source).splits["synthetic"].count
-    seed = builtin_data.split_seeds(0)["synthetic"]  # the synthetic split's own seed
-    quiet = dataclasses.replace(simulator.SimulatorConfig(), read_noise_range=(0.0, 0.0),
+    seed = builtin.split_seeds(0)["synthetic"]  # the synthetic split's own seed
+    quiet = dataclasses.replace(eyes.SimulatorConfig(), read_noise_range=(0.0, 0.0),
                                 shot_noise=0.0, jpeg_quality_range=(95, 95))
     splits = schema.read_dataset_info(data_dir).splits
     for split, config in (("oracle_real", None), ("oracle_no_noise", quiet)):
         if split not in splits:
             print(f"rendering {count} images into {data_dir}/{split}", flush=True)
-            builtin_data.write_simulator_split(data_dir, split, "real", count, seed,
+            builtin.write_simulator_split(data_dir, split, "real", count, seed,
                                                config=config)
     command = [sys.executable, "evaluate.py", "--dataset=gaze", f"--data_dir={data_dir}",
                f"--seed={args.seed}", "--train_splits=oracle_real,oracle_no_noise",

@@ -39,7 +39,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from simgan_tf import builtin_data, config as config_lib, evaluation, schema  # noqa: E402
+from simgan_tf.data import builtin, schema  # noqa: E402
+from simgan_tf import config as config_lib
+from simgan_tf.evaluation import metrics
 
 THRESHOLDS = ("5", "7", "10")
 
@@ -145,7 +147,7 @@ def main(argv=None) -> None:
     work_dir = os.path.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
     d = config_lib.get_preset("gaze_demo").data
-    data_dir = builtin_data.ensure_simulator_data(
+    data_dir = builtin.ensure_simulator_data(
         args.cache_dir, num_synthetic=d.simulator_num_synthetic,
         num_real=d.simulator_num_real, num_real_test=d.simulator_num_real_test)
     train_flags = args.train_flags.split()
@@ -167,7 +169,7 @@ def main(argv=None) -> None:
         f.write(text + "\n")
     curves = {"synthetic": synthetic,
               **{f"refined, SimGAN seed {seed}": s for seed, s in sorted(refined.items())}}
-    plot = evaluation.plot_curves(curves, os.path.join(work_dir, "curves.png"),
+    plot = metrics.plot_curves(curves, os.path.join(work_dir, "curves.png"),
                                   title="Gaze estimator trained on each set, tested on real_test")
     print(f"\nwrote {os.path.join(work_dir, 'table2.md')} and {plot}")
 

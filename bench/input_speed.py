@@ -28,7 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from simgan_tf import config as config_lib, data, train_lib  # noqa: E402
+from simgan_tf import config as config_lib  # noqa: E402
+from simgan_tf.data import reader
+from simgan_tf.training import train_lib
 from train_speed import default_rounds, tf_step  # noqa: E402
 
 
@@ -42,7 +44,7 @@ def simulator_data() -> str:
 
 def pipeline_rate(data_dir: str, batch: int, seconds: float) -> float:
     """Images per second (both splits) delivered after the shuffle buffers filled."""
-    dataset = data.training_dataset(
+    dataset = reader.training_dataset(
         data_dir, synthetic_split="synthetic", real_split="real", batch_size=batch,
         image_shape=(35, 55, 1), seed=0)
     iterator = iter(dataset)

@@ -47,8 +47,11 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from simgan_tf import config as config_lib, data, losses, train_lib
-    from simgan_tf.discriminator import REAL, REFINED, build_discriminator
+    from simgan_tf import config as config_lib
+    from simgan_tf.data import reader
+    from simgan_tf.modeling import losses
+    from simgan_tf.training import train_lib
+    from simgan_tf.modeling.discriminator import REAL, REFINED, build_discriminator
 
     with open(os.path.join(FLAGS.model_dir, "config.json")) as f:
         config = config_lib.SimGANConfig.from_json(json.load(f))
@@ -60,8 +63,8 @@ def main(argv):
     train_lib.make_checkpoint(model).restore(prefix).assert_existing_objects_matched()
     data_dir = train_lib.resolve_data_dir(config)
     n = FLAGS.images
-    synthetic = data.load_arrays(data_dir, config.data.synthetic_split, count=n)["image"]
-    real = data.load_arrays(data_dir, config.data.real_split, count=n)["image"]
+    synthetic = reader.load_arrays(data_dir, config.data.synthetic_split, count=n)["image"]
+    real = reader.load_arrays(data_dir, config.data.real_split, count=n)["image"]
     refined = model.refiner.predict(synthetic, batch_size=500, verbose=0)
     half = n // 2
     print(f"run {FLAGS.model_dir}, checkpoint {os.path.basename(prefix)}, "

@@ -6,7 +6,7 @@
 
 Renders `--num_images` synthetic eyes with the built-in simulator into a temporary data
 folder, then alternates, in one process:
-  * `simgan_tf.refinement.refine_split` end to end (read records, decode PNG, refine
+  * `simgan_tf.serving.refine_split.refine_split` end to end (read records, decode PNG, refine
     through the SavedModel's `serving_default`, encode PNG, write a checksummed split);
   * the SavedModel's `serving_default` alone on the same batch size (compute only).
 It prints both in images per second, the share of the compute-only speed that the whole
@@ -29,9 +29,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from simgan_tf import builtin_data, export, flops, refinement  # noqa: E402
+from simgan_tf.data import builtin  # noqa: E402
+from simgan_tf.serving import export, refine_split
+from bench import flops
 from simgan_tf import config as config_lib  # noqa: E402
-from simgan_tf.refiner import build_refiner  # noqa: E402
+from simgan_tf.modeling.refiner import build_refiner  # noqa: E402
 from train_speed import matmul_peak  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -51,7 +53,7 @@ def main():
         saved_model = a.saved_model or export.export_refiner(
             build_refiner(SHAPE), os.path.join(work, "export"), 0, SHAPE)
         data_dir = os.path.join(work, "data")
-        builtin_data.write_simulator_split(data_dir, "synthetic", "synthetic", a.num_images,
+        builtin.write_simulator_split(data_dir, "synthetic", "synthetic", a.num_images,
                                            seed=1)
         refine = export.load_refiner(saved_model)
         card_config = export.read_model_card(saved_model).get("config") or {}
@@ -65,7 +67,7 @@ def main():
         rows = []
         for _ in range(a.repeats):
             start = time.perf_counter()
-            refinement.refine_split(saved_model, os.path.join(data_dir, "synthetic"),
+            refine_split.refine_split(saved_model, os.path.join(data_dir, "synthetic"),
                                     os.path.join(data_dir, "refined"),
                                     batch_size=a.batch_size)
             whole = a.num_images / (time.perf_counter() - start)

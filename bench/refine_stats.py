@@ -39,7 +39,9 @@ def main(argv):
     del argv
     import numpy as np
 
-    from simgan_tf import config as config_lib, data, export
+    from simgan_tf import config as config_lib
+    from simgan_tf.data import reader
+    from simgan_tf.serving import export
 
     with open(os.path.join(FLAGS.model_dir, "config.json")) as f:
         config = config_lib.SimGANConfig.from_json(json.load(f))
@@ -49,7 +51,7 @@ def main(argv):
     data_dir = config.data.data_dir
 
     def first(split):
-        return np.stack([e["image"] for e in data.read_split(data_dir, split)
+        return np.stack([e["image"] for e in reader.read_split(data_dir, split)
                          .take(FLAGS.n).as_numpy_iterator()])
 
     synthetic, real = first(config.data.synthetic_split), first(config.data.real_split)

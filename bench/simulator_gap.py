@@ -7,7 +7,7 @@ should be clearly worse on real than on synthetic, while trained-on-real should 
 real (the real domain keeps the gaze recoverable).
 
 The angular error is the angle between the 3D unit gaze vectors of label and prediction,
-`simulator.gaze_to_vector`: `(-cos(p) sin(y), -sin(p), -cos(p) cos(y))`.
+`eyes.gaze_to_vector`: `(-cos(p) sin(y), -sin(p), -cos(p) cos(y))`.
 
 Usage:
   python bench/simulator_gap.py [--n_train 8000] [--n_test 2000] [--epochs 12]
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from simgan_tf import simulator  # noqa: E402
+from simgan_tf.simulators import eyes  # noqa: E402
 
 # Disjoint seeds per split; the label distribution is the same for all of them.
 SEEDS = {("synthetic", "train"): 101, ("real", "train"): 202,
@@ -34,8 +34,8 @@ SEEDS = {("synthetic", "train"): 101, ("real", "train"): 202,
 
 def angular_error_degrees(gaze_true: np.ndarray, gaze_pred: np.ndarray) -> np.ndarray:
     """Angles between label and predicted gaze, `[n]` degrees, from `[n, 2]` radians."""
-    a = simulator.gaze_to_vector(gaze_true)
-    b = simulator.gaze_to_vector(gaze_pred)
+    a = eyes.gaze_to_vector(gaze_true)
+    b = eyes.gaze_to_vector(gaze_pred)
     cos = np.clip(np.sum(a * b, axis=-1), -1.0, 1.0)  # both unit vectors
     return np.degrees(np.arccos(cos))
 
@@ -61,10 +61,10 @@ def to_inputs(images: np.ndarray) -> np.ndarray:
 def save_grid(path: str, count: int = 8, seed: int = 7) -> None:
     """Saves `count` synthetic (top) and real (bottom) samples with the same gaze."""
     from PIL import Image
-    gaze = simulator.sample_gaze(count, seed)
+    gaze = eyes.sample_gaze(count, seed)
     rows = []
-    for domain in simulator.DOMAINS:
-        images = simulator.render(gaze, domain, seed)[..., 0]
+    for domain in eyes.DOMAINS:
+        images = eyes.render(gaze, domain, seed)[..., 0]
         rows.append(np.concatenate(
             [np.pad(image, 2, constant_values=255) for image in images], axis=1))
     grid = np.concatenate(rows, axis=0)
@@ -73,7 +73,7 @@ def save_grid(path: str, count: int = 8, seed: int = 7) -> None:
 
 
 def measure_gap(keras, *, n_train: int, n_test: int, epochs: int, batch_size: int,
-                config: simulator.SimulatorConfig = simulator.SimulatorConfig(),
+                config: eyes.SimulatorConfig = eyes.SimulatorConfig(),
                 verbose: bool = True) -> dict:
     """Trains on each domain and tests on each domain.
 
@@ -84,13 +84,13 @@ def measure_gap(keras, *, n_train: int, n_test: int, epochs: int, batch_size: in
     for (domain, split), seed in SEEDS.items():
         n = n_train if split == "train" else n_test
         start = time.perf_counter()
-        images, gaze = simulator.simulate(n, domain, seed, config)
+        images, gaze = eyes.simulate(n, domain, seed, config)
         if verbose:
             print(f"simulated {n} {domain}/{split} in {time.perf_counter() - start:.1f}s")
         data[domain, split] = (to_inputs(images), gaze)
 
     errors = {}
-    for train_domain in simulator.DOMAINS:
+    for train_domain in eyes.DOMAINS:
         keras.utils.set_random_seed(0)
         model = build_estimator(keras, config.height, config.width)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
@@ -101,7 +101,7 @@ def measure_gap(keras, *, n_train: int, n_test: int, epochs: int, batch_size: in
                       monitor="loss", factor=0.5, patience=1)])
         if verbose:
             print(f"trained on {train_domain} in {time.perf_counter() - start:.1f}s")
-        for test_domain in simulator.DOMAINS:
+        for test_domain in eyes.DOMAINS:
             x_test, y_test = data[test_domain, "test"]
             prediction = model.predict(x_test, batch_size=256, verbose=0)
             errors[train_domain, test_domain] = float(
@@ -112,7 +112,7 @@ def measure_gap(keras, *, n_train: int, n_test: int, epochs: int, batch_size: in
 def format_table(errors: dict) -> str:
     lines = ["mean angular error (degrees)",
              f"{'trained on':<12}{'test synthetic':>16}{'test real':>12}"]
-    for train_domain in simulator.DOMAINS:
+    for train_domain in eyes.DOMAINS:
         lines.append(f"{train_domain:<12}{errors[train_domain, 'synthetic']:>16.2f}"
                      f"{errors[train_domain, 'real']:>12.2f}")
     lines.append(f"gap (trained on synthetic): real / synthetic = "

@@ -2,7 +2,7 @@
 """Can a realism classifier tell the simulator's real eyes by their JPEG compression?
 
 The realism score of `evaluate.py` (a fresh classifier trained to tell real from
-candidate images, `simgan_tf.realism`) should measure what a refiner can change. A fully
+candidate images, `simgan_tf.evaluation.realism`) should measure what a refiner can change. A fully
 convolutional refiner is translation-equivariant away from the image border, so it
 cannot lay an 8x8 grid of compression blocks over its output. This benchmark trains that
 classifier on real eyes against the same camera without JPEG (other gazes and nuisances
@@ -34,21 +34,22 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from simgan_tf import realism, simulator  # noqa: E402
+from simgan_tf.evaluation import realism  # noqa: E402
+from simgan_tf.simulators import eyes
 
 
-def render(n: int, seed: int, domain: str, config: simulator.SimulatorConfig, *,
+def render(n: int, seed: int, domain: str, config: eyes.SimulatorConfig, *,
            jpeg: bool = True, aligned: bool = False) -> np.ndarray:
     """Renders `n` eyes; `jpeg=False` skips compression, `aligned` puts its grid at 0."""
-    original = simulator._jpeg
+    original = eyes._jpeg
     if not jpeg:
-        simulator._jpeg = lambda image, quality, offset=(0, 0): image
+        eyes._jpeg = lambda image, quality, offset=(0, 0): image
     elif aligned:
-        simulator._jpeg = lambda image, quality, offset=(0, 0): original(image, quality)
+        eyes._jpeg = lambda image, quality, offset=(0, 0): original(image, quality)
     try:
-        return simulator.render(simulator.sample_gaze(n, seed), domain, seed, config)
+        return eyes.render(eyes.sample_gaze(n, seed), domain, seed, config)
     finally:
-        simulator._jpeg = original
+        eyes._jpeg = original
 
 
 def pixel_noise(images: np.ndarray) -> float:
@@ -64,7 +65,7 @@ def main() -> None:
                         help="images per set (half train, half test)")
     args = parser.parse_args()
     to_inputs = lambda images: images.astype(np.float32) / 127.5 - 1.0  # noqa: E731
-    default = simulator.SimulatorConfig()
+    default = eyes.SimulatorConfig()
     patch = dataclasses.replace(default, camera_scale=1.0, resample_jitter=0.0)
     models = [("patch, aligned grid", patch, True), ("patch, random grid", patch, False),
               ("1.6x frame (default)", default, False)]

@@ -36,7 +36,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from simgan_tf import runtime  # noqa: E402  (first: oneDNN)
 from simgan_tf import config as config_lib  # noqa: E402
-from simgan_tf import export, flops, train_lib  # noqa: E402
+from simgan_tf.serving import export  # noqa: E402
+from bench import flops
+from simgan_tf.training import train_lib
 
 import tensorflow as tf  # noqa: E402
 

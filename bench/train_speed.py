@@ -12,7 +12,7 @@ run, each measurement in a fresh process, A and B alternating:
     synthetic images per second through refiner updates) of `bench/tf_simgan_step.py`
     and of `../shared/bench/torch_simgan_step.py` (PyTorch eager), at each `--batches`;
     their ratio (median of the adjacent pairs), and simgan-tf's achieved FLOP/s as a
-    fraction of that peak (FLOPs from `simgan_tf.flops`), over whole measurements and
+    fraction of that peak (FLOPs from `bench.flops`), over whole measurements and
     for the fastest single iteration against the highest peak seen in the run (best
     against best: on a shared machine these are the timings least disturbed by other
     tenants);
@@ -130,8 +130,8 @@ def bfloat16_difference() -> str:
     trained refiner's (a fresh one outputs values near 0, hiding the rounding)."""
     code = """
 import simgan_tf, numpy as np, keras
-from simgan_tf.refiner import build_refiner
-from simgan_tf import train_lib
+from simgan_tf.modeling.refiner import build_refiner
+from simgan_tf.training import train_lib
 rows = []
 for seed in range(3):
     keras.utils.set_random_seed(seed)

@@ -33,8 +33,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from simgan_tf import schema
-from simgan_tf.writer import sha256_file
+from simgan_tf.data import schema
+from simgan_tf.data.writer import sha256_file
 
 DEFAULT_MAX_PROBLEMS = 20
 _PARSE_BATCH = 256

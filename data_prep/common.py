@@ -5,7 +5,7 @@ gives a picklable `process(item) -> list[Sample | Skip]` function. `write_split`
 `process` over the items in worker processes, keeps the input order whatever the number
 of workers (so keys and shard bytes do not depend on it), skips bad samples with a
 per-reason count (or raises in strict mode), shows a progress bar and writes the split
-through `simgan_tf.writer.SplitWriter` (sharded; published atomically on success).
+through `simgan_tf.data.writer.SplitWriter` (sharded; published atomically on success).
 
 Workers only read, crop and resize (numpy, Pillow, scipy); the parent process encodes the
 `tf.train.Example`s (in canonical, sorted-map form: the bytes do not depend on the
@@ -28,8 +28,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from simgan_tf import schema
-from simgan_tf import writer as writer_lib
+from simgan_tf.data import schema
+from simgan_tf.data import writer as writer_lib
 
 # How many skip messages a summary keeps per reason.
 MAX_EXAMPLES = 5
@@ -339,7 +339,7 @@ def write_split(*, items: Sequence, process: Callable[[Any], list], data_dir: st
       chunk_size: items per worker task unless `options.chunk_size` is set.
       unit: progress bar unit.
       pixel_range: `[lo, hi]` pixel values the reader maps to [-1, 1] (see
-        `simgan_tf.schema.DatasetInfo`); `None` for the dtype's full range.
+        `simgan_tf.data.schema.DatasetInfo`); `None` for the dtype's full range.
 
     Returns:
       The `SplitSummary`.

@@ -22,15 +22,15 @@ flags.DEFINE_integer("seed", 0, "Dataset seed.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from simgan_tf import builtin_data
+    from simgan_tf.data import builtin
 
-    seeds = builtin_data.split_seeds(FLAGS.seed)
+    seeds = builtin.split_seeds(FLAGS.seed)
     for split, domain, count in (("synthetic", "synthetic", FLAGS.num_synthetic),
                                  ("real", "real", FLAGS.num_real),
                                  ("real_test", "real", FLAGS.num_real_test)):
         if count:
             print(f"Rendering {count} {domain} images into {FLAGS.output_dir}/{split}")
-            builtin_data.write_simulator_split(FLAGS.output_dir, split, domain, count,
+            builtin.write_simulator_split(FLAGS.output_dir, split, domain, count,
                                                seeds[split])
 
 

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from data_prep import common
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 NATIVE_SHAPE = (36, 60)  # (height, width) of the normalized eye images.
 OUTPUT_SIZE = (55, 35)  # (width, height) after resizing.

@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from data_prep import common
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 EVAL_JOINTS = (0, 3, 6, 9, 12, 15, 18, 21, 24, 25, 27, 30, 31, 32)
 NUM_JOINTS = 36

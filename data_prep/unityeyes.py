@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from data_prep import common
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 SPLIT = "synthetic"
 # Crop (width, height) for a render of REFERENCE_SIZE (width, height); scaled otherwise.

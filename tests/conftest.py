@@ -15,8 +15,8 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
-from simgan_tf import schema  # noqa: E402
-from simgan_tf.writer import SplitWriter  # noqa: E402
+from simgan_tf.data import schema  # noqa: E402
+from simgan_tf.data.writer import SplitWriter  # noqa: E402
 
 SHAPE = (35, 55, 1)
 
@@ -91,8 +91,9 @@ def refiner_export(tmp_path_factory):
     """
     import keras
 
-    from simgan_tf import config as config_lib, export
-    from simgan_tf.refiner import build_refiner
+    from simgan_tf import config as config_lib
+    from simgan_tf.serving import export
+    from simgan_tf.modeling.refiner import build_refiner
 
     keras.utils.set_random_seed(7)
     refiner = build_refiner(SHAPE, config_lib.RefinerConfig(filters=8, num_blocks=1))

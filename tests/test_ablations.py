@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 
-from simgan_tf import config as config_lib, train_lib
+from simgan_tf import config as config_lib
+from simgan_tf.training import train_lib
 from test_train import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,11 +3,13 @@ import os
 import numpy as np
 from absl import logging
 
-from simgan_tf import builtin_data, config as config_lib, data, schema, train_lib
+from simgan_tf.data import builtin, reader, schema
+from simgan_tf import config as config_lib
+from simgan_tf.training import train_lib
 
 
 def test_generates_labelled_splits_once(tmp_path):
-    data_dir = builtin_data.ensure_simulator_data(
+    data_dir = builtin.ensure_simulator_data(
         str(tmp_path), num_synthetic=40, num_real=30, num_real_test=20, seed=0)
     info = schema.read_dataset_info(data_dir)
     assert info.image_shape == (35, 55, 1) and info.image_dtype == "uint8"
@@ -17,26 +19,26 @@ def test_generates_labelled_splits_once(tmp_path):
         "synthetic", "real", "real"]
     for split in info.splits:
         assert info.splits[split].label_fields == {schema.LABEL_GAZE: 2}
-        examples = list(data.read_split(data_dir, split).as_numpy_iterator())
+        examples = list(reader.read_split(data_dir, split).as_numpy_iterator())
         keys = [e["key"] for e in examples]
         assert len(set(keys)) == len(keys) and keys[0] == f"sim/{split}/0000000".encode()
         gaze = np.stack([e[schema.LABEL_GAZE] for e in examples])
         assert np.all(np.abs(gaze) < 1.0) and gaze.std(0).min() > 0.05
     # The real split and the real test split are different images.
-    real = [e["image"] for e in data.read_split(data_dir, "real").as_numpy_iterator()]
-    test = [e["image"] for e in data.read_split(data_dir, "real_test").as_numpy_iterator()]
+    real = [e["image"] for e in reader.read_split(data_dir, "real").as_numpy_iterator()]
+    test = [e["image"] for e in reader.read_split(data_dir, "real_test").as_numpy_iterator()]
     assert not np.array_equal(real[0], test[0])
     # A second call reuses the cache.
     mtimes = {n: os.path.getmtime(os.path.join(data_dir, n)) for n in info.splits}
-    assert builtin_data.ensure_simulator_data(
+    assert builtin.ensure_simulator_data(
         str(tmp_path), num_synthetic=40, num_real=30, num_real_test=20, seed=0) == data_dir
     assert mtimes == {n: os.path.getmtime(os.path.join(data_dir, n)) for n in info.splits}
 
 
 def test_generation_is_deterministic(tmp_path):
-    a = builtin_data.ensure_simulator_data(str(tmp_path / "a"), num_synthetic=10,
+    a = builtin.ensure_simulator_data(str(tmp_path / "a"), num_synthetic=10,
                                            num_real=10, num_real_test=0)
-    b = builtin_data.ensure_simulator_data(str(tmp_path / "b"), num_synthetic=10,
+    b = builtin.ensure_simulator_data(str(tmp_path / "b"), num_synthetic=10,
                                            num_real=10, num_real_test=0)
     info_a, info_b = schema.read_dataset_info(a), schema.read_dataset_info(b)
     for split in ("synthetic", "real"):
@@ -63,14 +65,14 @@ def test_train_without_data_dir_uses_the_simulator_and_says_so(tmp_path, caplog)
 
 
 def test_hand_depth_data_and_training_without_data_dir(tmp_path, caplog):
-    data_dir = builtin_data.ensure_simulator_data(
+    data_dir = builtin.ensure_simulator_data(
         str(tmp_path / "cache"), num_synthetic=16, num_real=16, num_real_test=4,
         kind="hand", size=64)
     info = schema.read_dataset_info(data_dir)
     assert info.image_shape == (64, 64, 1) and info.image_dtype == "uint16"
     assert info.pixel_range == [-1000.0, 2000.0]
     assert info.splits["real"].label_fields == {schema.LABEL_JOINTS_UVD: 42}
-    example = next(data.read_split(data_dir, "synthetic").as_numpy_iterator())
+    example = next(reader.read_split(data_dir, "synthetic").as_numpy_iterator())
     image = example["image"]
     np.testing.assert_allclose(image.min(), -1 / 3, atol=1e-6)  # background depth 0
     hand = image[image > -0.3]  # hands at about 450-1050 mm: (d - 500) / 1500

@@ -11,7 +11,8 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from simgan_tf import callbacks, config as config_lib, train_lib
+from simgan_tf.training import callbacks, train_lib
+from simgan_tf import config as config_lib
 
 from conftest import SHAPE, pattern_images
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simgan_tf import checkpointing, config as config_lib, train_lib
+from simgan_tf.training import checkpointing, train_lib
+from simgan_tf import config as config_lib
 from test_train import tiny_config
 
 

@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import pattern_images, write_split
-from simgan_tf import callbacks, data, data_check, schema, train_lib
-from simgan_tf.data_check import BadRecordError
+from simgan_tf.training import callbacks, train_lib
+from simgan_tf.data import reader, validation, schema
+from simgan_tf.data.validation import BadRecordError
 from test_train import event_tags, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +66,7 @@ def image_record(image, key="bad"):
 
 def validate(data_dir, split="synthetic", **kwargs):
     info = schema.read_dataset_info(data_dir)
-    return data_check.validate_split(data_dir, split, info, **kwargs)
+    return validation.validate_split(data_dir, split, info, **kwargs)
 
 
 def test_good_folder_passes_and_counts_records(good_dir):

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from data_prep import check
-from simgan_tf import schema
-from simgan_tf.writer import SplitWriter
+from simgan_tf.data import schema
+from simgan_tf.data.writer import SplitWriter
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
 SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "samples")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_prep import common
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 SHAPE = (4, 6, 1)
 LABELS = {schema.LABEL_GAZE: 2}

@@ -12,7 +12,7 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from data_prep import check, common, mpiigaze
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
 SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "samples")
@@ -268,7 +268,7 @@ def test_splits_merge_into_one_data_folder(tmp_path):
     _make_root(root)
     out = str(tmp_path / "data")
     # A synthetic split written before (by data_prep.unityeyes, say) is kept.
-    from simgan_tf.writer import SplitWriter
+    from simgan_tf.data.writer import SplitWriter
     with SplitWriter(out, "synthetic", domain="synthetic", image_shape=(35, 55, 1),
                      label_fields={"label/gaze": 2}) as writer:
         writer.write(schema.encode_example(np.zeros((35, 55, 1), np.uint8), key="1",

@@ -11,7 +11,7 @@ import scipy.io
 from PIL import Image
 
 from data_prep import check, common, nyu_hand
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
 SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "samples")

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from data_prep import check, common, unityeyes
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
 SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "samples")

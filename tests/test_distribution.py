@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simgan_tf import checkpointing, config as config_lib, export, train_lib
+from simgan_tf.training import checkpointing, train_lib
+from simgan_tf import config as config_lib
+from simgan_tf.serving import export
 from test_train import event_tags, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

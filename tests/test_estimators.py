@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simgan_tf import estimators, evaluation, simulator
+from simgan_tf.evaluation import estimators, metrics
+from simgan_tf.simulators import eyes
 
 
 def test_gaze_estimator_is_the_papers():
@@ -30,7 +31,7 @@ def test_gaze_estimator_is_the_papers():
 def test_gaze_to_vector_matches_the_numpy_convention():
     gaze = np.array([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.7]], np.float32)
     got = estimators.gaze_to_vector(gaze).numpy()
-    np.testing.assert_allclose(got, simulator.gaze_to_vector(gaze), atol=1e-6)
+    np.testing.assert_allclose(got, eyes.gaze_to_vector(gaze), atol=1e-6)
     np.testing.assert_allclose(got[0], [0, 0, -1], atol=1e-7)  # looks into the camera
     # Pitch > 0 looks up (y points down the image), yaw > 0 looks to the image's left.
     assert estimators.gaze_to_vector([[0.2, 0.0]]).numpy()[0, 1] < 0
@@ -58,8 +59,8 @@ def test_gaze_estimator_learns_a_linear_gaze_cue():
     model.compile(keras.optimizers.Adam(3e-4), loss=estimators.gaze_loss)
     vectors = estimators.gaze_to_vector(gaze).numpy()
     model.fit(images.astype(np.float32), vectors, batch_size=32, epochs=6, verbose=0)
-    errors = evaluation.angular_errors(vectors, model.predict(images, verbose=0))
-    constant = evaluation.angular_errors(vectors, np.tile([[0, 0, -1.0]], (n, 1)))
+    errors = metrics.angular_errors(vectors, model.predict(images, verbose=0))
+    constant = metrics.angular_errors(vectors, np.tile([[0, 0, -1.0]], (n, 1)))
     assert errors.mean() < 0.5 * constant.mean(), (errors.mean(), constant.mean())
 
 

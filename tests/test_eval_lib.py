@@ -14,9 +14,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from simgan_tf import builtin_data, config as config_lib, estimators, eval_lib, export
-from simgan_tf import realism, refinement, schema
-from simgan_tf.refiner import build_refiner
+from simgan_tf.data import builtin
+from simgan_tf import config as config_lib
+from simgan_tf.evaluation import estimators, eval_lib
+from simgan_tf.serving import export
+from simgan_tf.evaluation import realism
+from simgan_tf.serving import refine_split
+from simgan_tf.data import schema
+from simgan_tf.modeling.refiner import build_refiner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,13 +32,13 @@ TINY_REALISM = realism.RealismConfig(num_images=64, steps=15, batch_size=16)
 def eye_data(tmp_path_factory):
     """Simulator eyes (synthetic, real, labelled real_test) plus a `refined` split."""
     cache = str(tmp_path_factory.mktemp("cache"))
-    data_dir = builtin_data.ensure_simulator_data(cache, num_synthetic=160, num_real=64,
+    data_dir = builtin.ensure_simulator_data(cache, num_synthetic=160, num_real=64,
                                                   num_real_test=96)
     keras.utils.set_random_seed(1)
     refiner = build_refiner((35, 55, 1), config_lib.RefinerConfig(filters=4, num_blocks=1))
     saved_model = export.export_refiner(refiner, str(tmp_path_factory.mktemp("export")), 1,
                                         (35, 55, 1))
-    refinement.refine_split(saved_model, os.path.join(data_dir, "synthetic"),
+    refine_split.refine_split(saved_model, os.path.join(data_dir, "synthetic"),
                             os.path.join(data_dir, "refined"))
     return data_dir
 
@@ -108,7 +113,7 @@ def test_evaluate_rejects_unlabelled_or_missing_splits(eye_data, shifted_data_di
 
 
 def test_evaluate_hand_end_to_end(tmp_path):
-    data_dir = builtin_data.ensure_simulator_data(
+    data_dir = builtin.ensure_simulator_data(
         str(tmp_path / "cache"), num_synthetic=48, num_real=16, num_real_test=24, kind="hand",
         size=32)
     config = dataclasses.replace(

@@ -11,8 +11,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from simgan_tf import config as config_lib, data, export, schema
-from simgan_tf.refiner import build_refiner
+from simgan_tf import config as config_lib
+from simgan_tf.data import reader, schema
+from simgan_tf.serving import export
+from simgan_tf.modeling.refiner import build_refiner
 
 from conftest import SHAPE, pattern_images
 
@@ -100,7 +102,7 @@ def test_bytes_signature_round_trip(refiner_export, fmt, channels):
     decoded = np.stack([tf.io.decode_image(e, channels=1).numpy() for e in encoded])
     if fmt == "PNG" and channels == 1:
         np.testing.assert_array_equal(decoded, images)
-    expected = data.to_uint(refiner(data.scale_image(decoded)), "uint8").numpy()
+    expected = reader.to_uint(refiner(reader.scale_image(decoded)), "uint8").numpy()
     got = np.stack([decode_png(o) for o in out])
     assert got.shape == (4, *SHAPE) and got.dtype == np.uint8
     assert np.abs(got.astype(int) - expected).max() <= 1  # float rounding at .5
@@ -119,9 +121,9 @@ def test_bytes_signature_uses_the_datas_pixel_range(tmp_path):
     depth[:, :4] = 0  # background
     out = export.load_refiner(path).encoded([encode(d, "PNG") for d in depth]).numpy()
     got = np.stack([decode_png(o, "uint16") for o in out])
-    scaled = data.scale_image(depth, "uint16", [-1000, 2000])
+    scaled = reader.scale_image(depth, "uint16", [-1000, 2000])
     np.testing.assert_allclose(scaled.numpy()[:, :4], -1 / 3, atol=1e-6)
-    expected = data.to_uint(refiner(scaled), "uint16", [-1000, 2000]).numpy()
+    expected = reader.to_uint(refiner(scaled), "uint16", [-1000, 2000]).numpy()
     assert np.abs(got.astype(int) - expected).max() <= 1
     card = export.read_model_card(path)
     assert card["pixels"]["image_dtype"] == "uint16"

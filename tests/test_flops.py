@@ -4,9 +4,9 @@ import keras
 import pytest
 
 from simgan_tf import config as config_lib
-from simgan_tf import flops
-from simgan_tf.discriminator import build_discriminator
-from simgan_tf.refiner import build_refiner
+from bench import flops
+from simgan_tf.modeling.discriminator import build_discriminator
+from simgan_tf.modeling.refiner import build_refiner
 
 GAZE = (35, 55, 1)
 # Hand counts, 2 FLOPs per multiply-add, 35 x 55 = 1925 output positions:

@@ -3,19 +3,19 @@
 import numpy as np
 import pytest
 
-from simgan_tf import hand_simulator
-from simgan_tf.hand_simulator import HandSimulatorConfig
+from simgan_tf.simulators import hand
+from simgan_tf.simulators.hand import HandSimulatorConfig
 
 CONFIG = HandSimulatorConfig()
-TIPS = [hand_simulator.JOINT_NAMES.index(f"{f}_tip")
+TIPS = [hand.JOINT_NAMES.index(f"{f}_tip")
         for f in ("pinky", "ring", "middle", "index", "thumb")]
 
 
 @pytest.fixture(scope="module")
 def pair():
     """The same 64 samples in both domains."""
-    synthetic, joints = hand_simulator.simulate(64, "synthetic", seed=5)
-    real, real_joints = hand_simulator.simulate(64, "real", seed=5)
+    synthetic, joints = hand.simulate(64, "synthetic", seed=5)
+    real, real_joints = hand.simulate(64, "real", seed=5)
     return synthetic[..., 0], real[..., 0], joints, real_joints
 
 
@@ -25,19 +25,19 @@ def _interior(mask):
     return (mask & p[:, :-2, 1:-1] & p[:, 2:, 1:-1] & p[:, 1:-1, :-2] & p[:, 1:-1, 2:])
 
 
-@pytest.mark.parametrize("domain", hand_simulator.DOMAINS)
+@pytest.mark.parametrize("domain", hand.DOMAINS)
 @pytest.mark.parametrize("n", [0, 1, 7])
 def test_shapes_and_dtypes(domain, n):
-    pose = hand_simulator.sample_pose(n, seed=3)
-    assert pose.shape == (n, hand_simulator.POSE_SIZE) and pose.dtype == np.float32
-    depth, joints = hand_simulator.render(pose, domain, seed=3)
+    pose = hand.sample_pose(n, seed=3)
+    assert pose.shape == (n, hand.POSE_SIZE) and pose.dtype == np.float32
+    depth, joints = hand.render(pose, domain, seed=3)
     assert depth.shape == (n, 64, 64, 1) and depth.dtype == np.uint16
-    assert joints.shape == (n, hand_simulator.NUM_JOINTS, 3) and joints.dtype == np.float32
-    assert len(hand_simulator.JOINT_NAMES) == hand_simulator.NUM_JOINTS == 14
+    assert joints.shape == (n, hand.NUM_JOINTS, 3) and joints.dtype == np.float32
+    assert len(hand.JOINT_NAMES) == hand.NUM_JOINTS == 14
 
 
 def test_configurable_size():
-    depth, joints = hand_simulator.simulate(3, "real", seed=0,
+    depth, joints = hand.simulate(3, "real", seed=0,
                                             config=HandSimulatorConfig(size=32))
     assert depth.shape == (3, 32, 32, 1)
     assert np.all((joints[..., :2] >= 0) & (joints[..., :2] <= 31))
@@ -56,27 +56,27 @@ def test_synthetic_background_and_depth_range(pair):
     assert np.all(synthetic[:, [0, 0, -1, -1], [0, -1, 0, -1]] == 0)
 
 
-@pytest.mark.parametrize("domain", hand_simulator.DOMAINS)
+@pytest.mark.parametrize("domain", hand.DOMAINS)
 def test_determinism_and_prefix(domain):
-    first = hand_simulator.simulate(260, domain, seed=11)
-    again = hand_simulator.simulate(260, domain, seed=11)
-    prefix = hand_simulator.simulate(5, domain, seed=11)
+    first = hand.simulate(260, domain, seed=11)
+    again = hand.simulate(260, domain, seed=11)
+    prefix = hand.simulate(5, domain, seed=11)
     for a, b, p in zip(first, again, prefix):
         assert a.tobytes() == b.tobytes()
         assert p.tobytes() == a[:5].tobytes()
     # A prefix that crosses the chunk boundary (CHUNK_SIZE = 256) also agrees.
-    longer = hand_simulator.simulate(300, domain, seed=11)
+    longer = hand.simulate(300, domain, seed=11)
     assert longer[0][:260].tobytes() == first[0].tobytes()
-    other = hand_simulator.simulate(5, domain, seed=12)
+    other = hand.simulate(5, domain, seed=12)
     assert other[0].tobytes() != prefix[0].tobytes()
 
 
 def test_sample_pose_prefix_and_ranges():
-    pose = hand_simulator.sample_pose(300, seed=2)
-    assert np.array_equal(pose[:7], hand_simulator.sample_pose(7, seed=2))
-    depth = pose[:, hand_simulator.POSE_NAMES.index("depth_mm")]
+    pose = hand.sample_pose(300, seed=2)
+    assert np.array_equal(pose[:7], hand.sample_pose(7, seed=2))
+    depth = pose[:, hand.POSE_NAMES.index("depth_mm")]
     assert depth.min() >= 600 and depth.max() <= 900
-    assert not np.array_equal(pose, hand_simulator.sample_pose(300, seed=3))
+    assert not np.array_equal(pose, hand.sample_pose(300, seed=3))
 
 
 def test_joints_inside_and_on_surface(pair):
@@ -84,8 +84,8 @@ def test_joints_inside_and_on_surface(pair):
     # Labels are a function of (pose, seed) only: the same in both domains.
     assert np.array_equal(joints, real_joints)
     assert np.all((joints[..., :2] >= 0) & (joints[..., :2] <= 63))
-    pose = hand_simulator.sample_pose(64, seed=5)
-    palm = joints[:, hand_simulator.JOINT_NAMES.index("palm_center"), 2]
+    pose = hand.sample_pose(64, seed=5)
+    palm = joints[:, hand.JOINT_NAMES.index("palm_center"), 2]
     np.testing.assert_allclose(palm, pose[:, 3], rtol=1e-6)
     u = np.round(joints[:, TIPS, 0]).astype(int)
     v = np.round(joints[:, TIPS, 1]).astype(int)
@@ -99,12 +99,12 @@ def test_joints_inside_and_on_surface(pair):
 
 
 def test_roll_turns_fingers_to_the_right():
-    pose = np.tile(hand_simulator.sample_pose(1, seed=0), (2, 1))
+    pose = np.tile(hand.sample_pose(1, seed=0), (2, 1))
     pose[:, 0] = [-0.5, 0.5]
     pose[:, 1:3] = 0.0
-    _, joints = hand_simulator.render(pose, "synthetic", seed=0)
-    middle = hand_simulator.JOINT_NAMES.index("middle_tip")
-    palm = hand_simulator.JOINT_NAMES.index("palm_center")
+    _, joints = hand.render(pose, "synthetic", seed=0)
+    middle = hand.JOINT_NAMES.index("middle_tip")
+    palm = hand.JOINT_NAMES.index("palm_center")
     offset = joints[:, middle, 0] - joints[:, palm, 0]
     assert offset[0] < -5 and offset[1] > 5
     # Fingers point up the image (smaller v than the palm centre).
@@ -133,34 +133,34 @@ def test_real_matches_silhouette_with_holes_and_noise(pair):
 
 
 def test_different_poses_give_different_images():
-    pose = hand_simulator.sample_pose(8, seed=4)
-    depth, joints = hand_simulator.render(pose, "synthetic", seed=4)
+    pose = hand.sample_pose(8, seed=4)
+    depth, joints = hand.render(pose, "synthetic", seed=4)
     flat = depth.reshape(8, -1)
     for i in range(8):
         for j in range(i + 1, 8):
             assert not np.array_equal(flat[i], flat[j])
     same_first = pose.copy()
     same_first[1:] = pose[0]
-    depth2, _ = hand_simulator.render(same_first, "synthetic", seed=4)
+    depth2, _ = hand.render(same_first, "synthetic", seed=4)
     assert np.array_equal(depth2[0], depth[0])
     # Bending one finger changes the image.
     bent = pose[:1].copy()
-    bent[0, hand_simulator.POSE_NAMES.index("flexion_index_0")] += 1.0
-    depth3, _ = hand_simulator.render(bent, "synthetic", seed=4)
+    bent[0, hand.POSE_NAMES.index("flexion_index_0")] += 1.0
+    depth3, _ = hand.render(bent, "synthetic", seed=4)
     assert not np.array_equal(depth3[0], depth[0])
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: hand_simulator.simulate(2, "fake", 0), "domain='fake'"),
-    (lambda: hand_simulator.render(np.zeros((2, 5)), "real", 0), r"pose.shape=\(2, 5\)"),
-    (lambda: hand_simulator.render(np.zeros(26), "real", 0), r"pose.shape=\(26,\)"),
-    (lambda: hand_simulator.render(
+    (lambda: hand.simulate(2, "fake", 0), "domain='fake'"),
+    (lambda: hand.render(np.zeros((2, 5)), "real", 0), r"pose.shape=\(2, 5\)"),
+    (lambda: hand.render(np.zeros(26), "real", 0), r"pose.shape=\(26,\)"),
+    (lambda: hand.render(
         np.where(np.arange(26) == 3, np.nan, 700.0)[None], "real", 0), "non-finite"),
-    (lambda: hand_simulator.render(np.zeros((1, 26)), "real", 0), "depth_mm"),
-    (lambda: hand_simulator.simulate(2, "real", -1), "seed=-1"),
-    (lambda: hand_simulator.simulate(2, "real", 1.5), "seed=1.5"),
-    (lambda: hand_simulator.sample_pose(2, True), "seed=True"),
-    (lambda: hand_simulator.sample_pose(-3, 0), "n=-3"),
+    (lambda: hand.render(np.zeros((1, 26)), "real", 0), "depth_mm"),
+    (lambda: hand.simulate(2, "real", -1), "seed=-1"),
+    (lambda: hand.simulate(2, "real", 1.5), "seed=1.5"),
+    (lambda: hand.sample_pose(2, True), "seed=True"),
+    (lambda: hand.sample_pose(-3, 0), "n=-3"),
     (lambda: HandSimulatorConfig(size=8), "size=8"),
     (lambda: HandSimulatorConfig(depth_range=(900.0, 600.0)), "depth_range"),
     (lambda: HandSimulatorConfig(edge_drop_range=(0.0, 2.0)), "edge_drop_range"),

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simgan_tf.history import HistoryBuffer
+from simgan_tf.modeling.history import HistoryBuffer
 
 SHAPE = (2, 3, 1)
 

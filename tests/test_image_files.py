@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simgan_tf import export, image_files
+from simgan_tf.serving import export, image_files
 
 from conftest import pattern_images
 

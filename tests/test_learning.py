@@ -8,7 +8,9 @@ refined images stay different from each other (no collapse to a constant image).
 
 import numpy as np
 
-from simgan_tf import config as config_lib, data, train_lib
+from simgan_tf import config as config_lib
+from simgan_tf.data import reader
+from simgan_tf.training import train_lib
 
 
 def _darkest(images):
@@ -26,9 +28,9 @@ def test_refiner_moves_toward_real_and_keeps_content(shifted_data_dir, tmp_path)
         "train.deterministic": True})
     model = train_lib.train(config, str(tmp_path / "run"), verbose=0).model
 
-    synthetic = np.stack([e["image"] for e in data.read_split(shifted_data_dir, "synthetic")
+    synthetic = np.stack([e["image"] for e in reader.read_split(shifted_data_dir, "synthetic")
                           .take(128).as_numpy_iterator()])
-    real = np.stack([e["image"] for e in data.read_split(shifted_data_dir, "real")
+    real = np.stack([e["image"] for e in reader.read_split(shifted_data_dir, "real")
                      .take(128).as_numpy_iterator()])
     refined = model.refiner(synthetic).numpy()
 

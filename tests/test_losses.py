@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simgan_tf import losses
-from simgan_tf.discriminator import REAL, REFINED
+from simgan_tf.modeling import losses
+from simgan_tf.modeling.discriminator import REAL, REFINED
 
 
 def test_local_adversarial_loss_sums_patch_cross_entropy():

@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 
 from simgan_tf import config as config_lib
-from simgan_tf.discriminator import build_discriminator
-from simgan_tf.history import HistoryBuffer
-from simgan_tf.model import METRIC_NAMES, SimGAN
-from simgan_tf.refiner import build_refiner
-from simgan_tf.schedule import Phase, Schedule
+from simgan_tf.modeling.discriminator import build_discriminator
+from simgan_tf.modeling.history import HistoryBuffer
+from simgan_tf.modeling.simgan import METRIC_NAMES, SimGAN
+from simgan_tf.modeling.refiner import build_refiner
+from simgan_tf.modeling.schedule import Phase, Schedule
 
 SHAPE = (35, 55, 1)
 
@@ -156,7 +156,7 @@ def test_mirrored_discriminator_step_fills_buffer_from_all_replicas(mirrored_str
 
 
 def test_split_across_replicas_gives_each_replica_its_rows(mirrored_strategy):
-    from simgan_tf.model import split_across_replicas
+    from simgan_tf.modeling.simgan import split_across_replicas
 
     data = {"synthetic": tf.reshape(tf.range(8.0), [8, 1]), "skipped": tf.fill([8], 3)}
     split = split_across_replicas(mirrored_strategy, data)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from simgan_tf import config as config_lib
-from simgan_tf.discriminator import build_discriminator
-from simgan_tf.refiner import build_refiner
+from simgan_tf.modeling.discriminator import build_discriminator
+from simgan_tf.modeling.refiner import build_refiner
 
 
 def _conv_layers(model):

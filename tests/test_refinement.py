@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import pattern_images
-from simgan_tf import data, export, refinement, schema
-from simgan_tf.writer import SplitWriter
+from simgan_tf.data import reader, schema
+from simgan_tf.serving import export, refine_split
+from simgan_tf.data.writer import SplitWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (35, 55, 1)
@@ -31,7 +32,7 @@ def _write(data_dir, split, images, *, extra=True, shard_bytes=30_000, pixel_ran
 
 
 def _records(split_dir):
-    paths, compression = data.list_shards(split_dir)
+    paths, compression = reader.list_shards(split_dir)
     out = []
     for path in paths:
         for record in tf.data.TFRecordDataset(path, compression or "").as_numpy_iterator():
@@ -44,7 +45,7 @@ def test_refine_split_keeps_keys_labels_and_order(tmp_path, refiner_export):
     data_dir = str(tmp_path / "data")
     images = pattern_images(70, seed=3)
     _write(data_dir, "synthetic", images)
-    info = refinement.refine_split(saved_model, os.path.join(data_dir, "synthetic"),
+    info = refine_split.refine_split(saved_model, os.path.join(data_dir, "synthetic"),
                                    os.path.join(data_dir, "refined"), batch_size=16)
     assert info.count == 70 and info.domain == "synthetic"
     assert info.source["saved_model"] == os.path.abspath(saved_model)
@@ -71,7 +72,7 @@ def test_refine_split_keeps_keys_labels_and_order(tmp_path, refiner_export):
     assert np.max(np.abs(got.astype(np.float32) - expected)) <= 1
     assert np.mean(np.abs(got.astype(np.float32) - images)) > 1  # it did change them
     # The reader takes the new split like any other.
-    parsed = next(iter(data.read_split(data_dir, "refined").batch(70)))
+    parsed = next(iter(reader.read_split(data_dir, "refined").batch(70)))
     assert parsed["key"][0].numpy() == b"eye-0000"
 
 
@@ -84,7 +85,7 @@ def test_refine_split_into_another_folder_keeps_the_pixel_range(tmp_path):
     depth = np.random.default_rng(0).integers(0, 2000, (5, *shape)).astype(np.uint16)
     _write(str(tmp_path / "a"), "synthetic", depth, extra=False, dtype="uint16",
            pixel_range=(-1000, 2000))
-    refinement.refine_split(saved_model, str(tmp_path / "a" / "synthetic"),
+    refine_split.refine_split(saved_model, str(tmp_path / "a" / "synthetic"),
                             str(tmp_path / "b" / "refined"))
     info = schema.read_dataset_info(str(tmp_path / "b"))
     assert info.pixel_range == [-1000, 2000] and info.image_dtype == "uint16"
@@ -100,24 +101,24 @@ def test_refine_split_rejects_bad_input(tmp_path, refiner_export):
     _write(data_dir, "synthetic", pattern_images(4, seed=1))
     synthetic = os.path.join(data_dir, "synthetic")
     with pytest.raises(ValueError, match="must differ"):
-        refinement.refine_split(saved_model, synthetic, synthetic + "/")
+        refine_split.refine_split(saved_model, synthetic, synthetic + "/")
     with pytest.raises(FileNotFoundError, match="SavedModel"):
-        refinement.refine_split(str(tmp_path / "nope"), synthetic, str(tmp_path / "x"))
+        refine_split.refine_split(str(tmp_path / "nope"), synthetic, str(tmp_path / "x"))
     with pytest.raises(ValueError, match="no split 'real'"):
-        refinement.refine_split(saved_model, os.path.join(data_dir, "real"),
+        refine_split.refine_split(saved_model, os.path.join(data_dir, "real"),
                                 str(tmp_path / "x"))
     other = str(tmp_path / "other")
     _write(other, "synthetic", pattern_images(4, seed=1, shape=(20, 20, 1)))
     with pytest.raises(ValueError, match=r"takes images of shape \(35, 55, 1\)"):
-        refinement.refine_split(saved_model, os.path.join(other, "synthetic"),
+        refine_split.refine_split(saved_model, os.path.join(other, "synthetic"),
                                 str(tmp_path / "x"))
     # A corrupt shard: the error names the file; nothing is published.
-    path = data.list_shards(synthetic)[0][0]
+    path = reader.list_shards(synthetic)[0][0]
     with open(path, "r+b") as f:
         f.seek(30)
         f.write(b"\xff" * 8)
     with pytest.raises(ValueError, match=os.path.basename(path)):
-        refinement.refine_split(saved_model, synthetic, os.path.join(data_dir, "refined"))
+        refine_split.refine_split(saved_model, synthetic, os.path.join(data_dir, "refined"))
     assert "refined" not in schema.read_dataset_info(data_dir).splits
     assert not os.path.exists(os.path.join(data_dir, "refined"))
 

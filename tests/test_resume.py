@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from simgan_tf import checkpointing
+from simgan_tf.training import checkpointing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 40

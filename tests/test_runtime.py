@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from simgan_tf import runtime, train_lib
+from simgan_tf import runtime
+from simgan_tf.training import train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,7 +22,8 @@ _UPDATES = """
 import json, sys
 import simgan_tf
 import numpy as np, keras, tensorflow as tf
-from simgan_tf import config as config_lib, runtime, train_lib
+from simgan_tf import config as config_lib, runtime
+from simgan_tf.training import train_lib
 out = sys.argv[1]
 keras.utils.set_random_seed(0)
 config = config_lib.override(config_lib.get_preset("gaze"), {

@@ -1,6 +1,6 @@
 import pytest
 
-from simgan_tf.schedule import Phase, Schedule
+from simgan_tf.modeling.schedule import Phase, Schedule
 
 
 def test_phases_follow_algorithm_1():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 
 def _parse(serialized, label_fields):
@@ -95,7 +95,7 @@ def test_encoded_bytes_do_not_depend_on_the_process_hash_seed():
     import subprocess
     import sys
 
-    code = ("import numpy as np, sys; from simgan_tf import schema; "
+    code = ("import numpy as np, sys; from simgan_tf.data import schema; "
             "sys.stdout.write(schema.encode_example(np.zeros((3, 4, 1), np.uint8), key='k', "
             "domain='real', labels={'label/gaze': [1, 2], 'label/head_pose': [3, 4]}).hex())")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,20 +3,20 @@ import dataclasses
 import numpy as np
 import pytest
 
-from simgan_tf import sim_common
+from simgan_tf.simulators import common
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, True, "3", None])
 def test_seed_and_n_must_be_non_negative_integers(value):
     with pytest.raises(ValueError, match=f"Received: seed={value!r}"):
-        sim_common.check_seed(value)
+        common.check_seed(value)
     with pytest.raises(ValueError, match=f"Received: n={value!r}"):
-        sim_common.check_n(value)
-    assert sim_common.check_seed(np.int64(7)) == 7 and sim_common.check_n(0) == 0
+        common.check_n(value)
+    assert common.check_seed(np.int64(7)) == 7 and common.check_n(0) == 0
 
 
 def test_generators_are_deterministic_and_independent_per_key():
-    draw = lambda *key: sim_common.generator(*key).uniform(size=4)
+    draw = lambda *key: common.generator(*key).uniform(size=4)
     np.testing.assert_array_equal(draw(1, 0, 0), draw(1, 0, 0))
     for other in [(2, 0, 0), (1, 1, 0), (1, 0, 1)]:
         assert not np.allclose(draw(1, 0, 0), draw(*other))
@@ -32,6 +32,6 @@ class _Config:
     ((2.0, 1.0), "finite low <= high"), ((0.0, float("inf")), "finite low <= high"),
     ((1.0,), "pair of numbers"), ("ab", "pair of numbers")])
 def test_check_ranges_names_the_field(value, message):
-    sim_common.check_ranges(_Config())
+    common.check_ranges(_Config())
     with pytest.raises(ValueError, match=f"{message}. Received: a_range="):
-        sim_common.check_ranges(_Config(a_range=value))
+        common.check_ranges(_Config(a_range=value))

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from simgan_tf import simulator
-from simgan_tf.simulator import SimulatorConfig
+from simgan_tf.simulators import eyes
+from simgan_tf.simulators.eyes import SimulatorConfig
 
 # Fixed tones, a wide opening and no render texture, so that regions can be measured by
 # thresholds.
@@ -52,51 +52,51 @@ def _dark_width(images, rows):
     return _iris_fraction(values).sum(axis=-1)
 
 
-@pytest.mark.parametrize("domain", simulator.DOMAINS)
+@pytest.mark.parametrize("domain", eyes.DOMAINS)
 @pytest.mark.parametrize("n", [0, 1, 7])
 def test_render_shape_and_dtype(domain, n):
-    gaze = simulator.sample_gaze(n, seed=3)
-    images = simulator.render(gaze, domain, seed=3)
-    assert images.shape == (n, simulator.HEIGHT, simulator.WIDTH, 1)
+    gaze = eyes.sample_gaze(n, seed=3)
+    images = eyes.render(gaze, domain, seed=3)
+    assert images.shape == (n, eyes.HEIGHT, eyes.WIDTH, 1)
     assert images.dtype == np.uint8
 
 
 def test_simulate_returns_images_and_gaze():
-    images, gaze = simulator.simulate(5, "real", seed=0)
+    images, gaze = eyes.simulate(5, "real", seed=0)
     assert images.shape == (5, 35, 55, 1) and images.dtype == np.uint8
     assert gaze.shape == (5, 2) and gaze.dtype == np.float32
-    np.testing.assert_array_equal(gaze, simulator.sample_gaze(5, seed=0))
+    np.testing.assert_array_equal(gaze, eyes.sample_gaze(5, seed=0))
 
 
 def test_other_image_size():
     config = SimulatorConfig(height=70, width=110)
-    images, _ = simulator.simulate(3, "real", seed=1, config=config)
+    images, _ = eyes.simulate(3, "real", seed=1, config=config)
     assert images.shape == (3, 70, 110, 1)
 
 
-@pytest.mark.parametrize("domain", simulator.DOMAINS)
+@pytest.mark.parametrize("domain", eyes.DOMAINS)
 def test_same_seed_same_bytes_different_seed_different(domain):
-    first, gaze = simulator.simulate(20, domain, seed=5)
-    again, _ = simulator.simulate(20, domain, seed=5)
-    other = simulator.render(gaze, domain, seed=6)
+    first, gaze = eyes.simulate(20, domain, seed=5)
+    again, _ = eyes.simulate(20, domain, seed=5)
+    other = eyes.render(gaze, domain, seed=6)
     assert first.tobytes() == again.tobytes()
     assert first.tobytes() != other.tobytes()
     assert np.mean(first != other) > 0.2
 
 
-@pytest.mark.parametrize("domain", simulator.DOMAINS)
+@pytest.mark.parametrize("domain", eyes.DOMAINS)
 def test_prefix_consistent_across_chunks(domain):
-    n = simulator.CHUNK_SIZE + 30
-    images, gaze = simulator.simulate(n, domain, seed=9)
-    for k in (1, 17, simulator.CHUNK_SIZE + 3):
-        prefix_images, prefix_gaze = simulator.simulate(k, domain, seed=9)
+    n = eyes.CHUNK_SIZE + 30
+    images, gaze = eyes.simulate(n, domain, seed=9)
+    for k in (1, 17, eyes.CHUNK_SIZE + 3):
+        prefix_images, prefix_gaze = eyes.simulate(k, domain, seed=9)
         np.testing.assert_array_equal(prefix_gaze, gaze[:k])
         np.testing.assert_array_equal(prefix_images, images[:k])
 
 
 def test_sample_gaze_is_uniform_in_ranges():
     config = SimulatorConfig()
-    gaze = simulator.sample_gaze(20_000, seed=1, config=config)
+    gaze = eyes.sample_gaze(20_000, seed=1, config=config)
     for column, (low, high) in enumerate((config.pitch_range, config.yaw_range)):
         values = gaze[:, column]
         assert low <= values.min() and values.max() <= high
@@ -108,7 +108,7 @@ def test_sample_gaze_is_uniform_in_ranges():
 
 
 def test_gaze_to_vector_convention():
-    vectors = simulator.gaze_to_vector(
+    vectors = eyes.gaze_to_vector(
         np.array([[0.0, 0.0], [0.3, 0.0], [0.0, 0.3], [-0.2, 0.5]]))
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=-1), 1.0)
     np.testing.assert_allclose(vectors[0], [0.0, 0.0, -1.0], atol=1e-12)
@@ -127,8 +127,8 @@ def test_pupil_moves_with_gaze_as_documented(axis, angle_index, sign_of_move):
     angle = 0.3
     low, high = np.zeros((n, 2), np.float32), np.zeros((n, 2), np.float32)
     low[:, angle_index], high[:, angle_index] = -angle, angle
-    centre_low = _pupil_centres(simulator.render(low, "synthetic", seed=2))
-    centre_high = _pupil_centres(simulator.render(high, "synthetic", seed=2))
+    centre_low = _pupil_centres(eyes.render(low, "synthetic", seed=2))
+    centre_high = _pupil_centres(eyes.render(high, "synthetic", seed=2))
     move = centre_high[:, axis] - centre_low[:, axis]
     assert np.all(np.sign(move) == sign_of_move)
     # The projection: 2 * depth * sin(angle) with depth ~ 11.4 px times head scale.
@@ -139,7 +139,7 @@ def test_pupil_moves_with_gaze_as_documented(axis, angle_index, sign_of_move):
 
 def test_pupil_is_centred_at_zero_gaze():
     config = SimulatorConfig(offset_range=(0.0, 0.0))
-    images = simulator.render(np.zeros((16, 2)), "synthetic", seed=4, config=config)
+    images = eyes.render(np.zeros((16, 2)), "synthetic", seed=4, config=config)
     centres = _pupil_centres(images)
     np.testing.assert_allclose(centres.mean(axis=0), [55 / 2, 35 / 2], atol=0.5)
 
@@ -147,9 +147,9 @@ def test_pupil_is_centred_at_zero_gaze():
 @pytest.mark.parametrize("yaw", [0.5, -0.5])
 def test_iris_is_foreshortened_along_the_rotation(yaw):
     n = 8
-    straight = simulator.render(_constant_gaze(n, 0.0, 0.0), "synthetic", seed=1,
+    straight = eyes.render(_constant_gaze(n, 0.0, 0.0), "synthetic", seed=1,
                                 config=MEASURE_CONFIG)
-    turned = simulator.render(_constant_gaze(n, 0.0, yaw), "synthetic", seed=1,
+    turned = eyes.render(_constant_gaze(n, 0.0, yaw), "synthetic", seed=1,
                               config=MEASURE_CONFIG)
     rows = _pupil_centres(straight)[:, 1].astype(int)
     width_straight = _dark_width(straight, rows)
@@ -171,8 +171,8 @@ def test_upper_lid_rises_when_looking_up():
     n = 8
     config = dataclasses.replace(MEASURE_CONFIG, skin_range=(0.45, 0.45),
                                  offset_range=(0.0, 0.0), lid_skew_range=(0.0, 0.0))
-    up = simulator.render(_constant_gaze(n, 0.3, 0.0), "synthetic", seed=1, config=config)
-    down = simulator.render(_constant_gaze(n, -0.3, 0.0), "synthetic", seed=1,
+    up = eyes.render(_constant_gaze(n, 0.3, 0.0), "synthetic", seed=1, config=config)
+    down = eyes.render(_constant_gaze(n, -0.3, 0.0), "synthetic", seed=1,
                             config=config)
     # 10 pixels left of the centre the sclera, not the iris, is below the lid. The lid
     # moves by 6 px per radian of pitch times the arc (1 - (10 / 21)^2).
@@ -189,20 +189,20 @@ def test_upper_lid_occludes_the_top_of_the_iris(opening, min_ratio, max_ratio):
     pitch = 0.35
     config = dataclasses.replace(MEASURE_CONFIG, opening_range=(opening, opening),
                                  offset_range=(0.0, 0.0))
-    images = simulator.render(_constant_gaze(n, pitch, 0.0), "synthetic", seed=1,
+    images = eyes.render(_constant_gaze(n, pitch, 0.0), "synthetic", seed=1,
                               config=config)
     visible = _iris_fraction(images[..., 0].astype(np.float32))
     # The documented projection: depth sqrt(13^2 - 6.5^2) times sin(pitch), upwards.
     iris_y = 35 / 2 - math.sqrt(13.0 ** 2 - 6.5 ** 2) * math.sin(pitch)
     # Row i spans [i, i + 1): split the row that holds iris_y.
-    above_share = np.clip(iris_y - np.arange(simulator.HEIGHT), 0.0, 1.0)[None, :, None]
+    above_share = np.clip(iris_y - np.arange(eyes.HEIGHT), 0.0, 1.0)[None, :, None]
     above = (visible * above_share).sum(axis=(1, 2))
     below = (visible * (1.0 - above_share)).sum(axis=(1, 2))
     assert np.all(above / below >= min_ratio) and np.all(above / below <= max_ratio)
 
 
 def test_synthetic_edges_are_antialiased():
-    images = simulator.render(np.zeros((8, 2)), "synthetic", seed=0,
+    images = eyes.render(np.zeros((8, 2)), "synthetic", seed=0,
                               config=MEASURE_CONFIG)
     values = images[..., 0].astype(int)
     # Intermediate levels between the iris (~29) and the sclera (~230) exist on edges.
@@ -211,9 +211,9 @@ def test_synthetic_edges_are_antialiased():
 
 def test_real_differs_from_synthetic_in_appearance_only():
     n = 64
-    gaze = simulator.sample_gaze(n, seed=11)
-    synthetic = simulator.render(gaze, "synthetic", seed=11)
-    real = simulator.render(gaze, "real", seed=11)
+    gaze = eyes.sample_gaze(n, seed=11)
+    synthetic = eyes.render(gaze, "synthetic", seed=11)
+    real = eyes.render(gaze, "real", seed=11)
 
     # Same geometry: the pupil is at the same place.
     shift = np.linalg.norm(_pupil_centres(real) - _pupil_centres(synthetic), axis=-1)
@@ -227,8 +227,8 @@ def test_real_differs_from_synthetic_in_appearance_only():
                      - patch[:, 1:-1, :-2] - patch[:, 1:-1, 2:])
         return np.mean(laplacian ** 2, axis=(1, 2))
     flat = dataclasses.replace(SimulatorConfig(), render_texture_amplitude=0.0)
-    flat_synthetic = simulator.render(gaze, "synthetic", seed=11, config=flat)
-    flat_real = simulator.render(gaze, "real", seed=11, config=flat)
+    flat_synthetic = eyes.render(gaze, "synthetic", seed=11, config=flat)
+    flat_real = eyes.render(gaze, "real", seed=11, config=flat)
     assert np.median(high_frequency(flat_synthetic)) < 5.0
     assert np.median(high_frequency(flat_real)) > 10 * np.median(high_frequency(flat_synthetic)) + 20
     # With it, the camera's blur and the resampling out of the camera frame take much of
@@ -248,10 +248,10 @@ def test_real_differs_from_synthetic_in_appearance_only():
 
 
 def test_render_texture_is_pixel_scale_multiplicative_grain():
-    gaze = simulator.sample_gaze(32, seed=5)
-    textured = simulator.render(gaze, "synthetic", seed=5)[..., 0].astype(np.float64)
+    gaze = eyes.sample_gaze(32, seed=5)
+    textured = eyes.render(gaze, "synthetic", seed=5)[..., 0].astype(np.float64)
     flat = dataclasses.replace(SimulatorConfig(), render_texture_amplitude=0.0)
-    clean = simulator.render(gaze, "synthetic", seed=5, config=flat)[..., 0].astype(np.float64)
+    clean = eyes.render(gaze, "synthetic", seed=5, config=flat)[..., 0].astype(np.float64)
     bright = clean > 100  # skin and sclera, where 8-bit rounding is small against the grain
     ratio = textured[bright] / clean[bright] - 1.0
     assert abs(np.mean(ratio)) < 0.004
@@ -272,10 +272,10 @@ def test_real_has_a_glint_near_the_pupil():
     # synthetic render.
     n = 32
     gaze = np.zeros((n, 2), np.float32)
-    synthetic = simulator.render(gaze, "synthetic", seed=3, config=MEASURE_CONFIG)
+    synthetic = eyes.render(gaze, "synthetic", seed=3, config=MEASURE_CONFIG)
     no_glint = dataclasses.replace(MEASURE_CONFIG, glint_range=(0.0, 0.0))
-    with_glint = simulator.render(gaze, "real", seed=3, config=MEASURE_CONFIG)
-    without = simulator.render(gaze, "real", seed=3, config=no_glint)
+    with_glint = eyes.render(gaze, "real", seed=3, config=MEASURE_CONFIG)
+    without = eyes.render(gaze, "real", seed=3, config=no_glint)
     # Within 4 pixels of the pupil centre (the glint is within 2 of the cornea centre).
     x, y = np.round(_pupil_centres(synthetic)).astype(int).T
     def near_pupil(images):
@@ -298,13 +298,13 @@ def test_real_has_a_glint_near_the_pupil():
 ])
 def test_render_validates_arguments(kwargs, message):
     with pytest.raises(ValueError, match="Received") as error:
-        simulator.render(**kwargs)
+        eyes.render(**kwargs)
     assert message in str(error.value)
 
 
 @pytest.mark.parametrize("function", [
-    lambda: simulator.simulate(-1, "real", seed=0),
-    lambda: simulator.sample_gaze(2.5, seed=0),
+    lambda: eyes.simulate(-1, "real", seed=0),
+    lambda: eyes.sample_gaze(2.5, seed=0),
 ])
 def test_counts_are_validated(function):
     with pytest.raises(ValueError, match="Received: n="):
@@ -345,8 +345,8 @@ def test_jpeg_offset_moves_the_block_grid():
     def boundary_columns(decoded):
         jumps = np.mean(np.abs(np.diff(decoded.astype(np.float32), axis=1)), axis=0)
         return {int(c) % 8 for c in np.argsort(jumps)[-4:]}
-    aligned = simulator._jpeg(image, 10)
-    shifted = simulator._jpeg(image, 10, offset=(0, 3))
+    aligned = eyes._jpeg(image, 10)
+    shifted = eyes._jpeg(image, 10, offset=(0, 3))
     assert aligned.shape == shifted.shape == image.shape
     # Differences between columns 8k+7 and 8k+8 (index 7 mod 8) with the grid at 0; the
     # grid shifted 3 pixels left of the image puts them between 8k+4 and 8k+5.
@@ -359,11 +359,11 @@ def test_real_patches_are_resampled_out_of_a_finer_camera_frame():
     # patch itself (camera_scale 1) the column profile of an image is clearly periodic
     # with period 8, beyond what the eye's own content gives (measured at quality 95);
     # resampled out of the default 1.6x finer frame it is not.
-    gaze = simulator.sample_gaze(64, seed=2)
+    gaze = eyes.sample_gaze(64, seed=2)
     def render(quality, **camera):
         config = dataclasses.replace(SimulatorConfig(), jpeg_quality_range=(quality, quality),
                                      **camera)
-        return simulator.render(gaze, "real", seed=2, config=config)
+        return eyes.render(gaze, "real", seed=2, config=config)
     patch = dict(camera_scale=1.0, resample_jitter=0.0)
     blocky, blocky_floor = render(10, **patch), render(95, **patch)
     resampled, resampled_floor = render(10), render(95)
@@ -372,7 +372,7 @@ def test_real_patches_are_resampled_out_of_a_finer_camera_frame():
     assert share(blocky) > 1.6 * share(blocky_floor)
     assert share(resampled) < 1.25 * share(resampled_floor)
     # The eye is where the synthetic render puts it, frame or not.
-    synthetic = simulator.render(gaze, "synthetic", seed=2)
+    synthetic = eyes.render(gaze, "synthetic", seed=2)
     for real in (blocky, resampled):
         shift = np.linalg.norm(_pupil_centres(real) - _pupil_centres(synthetic), axis=-1)
         assert np.mean(shift) < 1.2

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simgan_tf import callbacks, config as config_lib, export, train_lib
+from simgan_tf.training import callbacks, train_lib
+from simgan_tf import config as config_lib
+from simgan_tf.serving import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,7 +188,7 @@ def test_bfloat16_refiner_stays_within_the_stated_tolerance_of_float32():
     percentile and 0.1 anywhere ([-1, 1] units; 0.1 is 6.4 gray levels of 255)."""
     import keras
 
-    from simgan_tf.refiner import build_refiner
+    from simgan_tf.modeling.refiner import build_refiner
 
     keras.utils.set_random_seed(3)
     reference = build_refiner((35, 55, 1))

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep import mpiigaze, nyu_hand, unityeyes
-from simgan_tf import data, schema
+from simgan_tf.data import reader, schema
 
 import test_data_prep_mpiigaze as mpiigaze_fixtures
 import test_data_prep_nyu_hand as nyu_fixtures
@@ -64,7 +64,7 @@ def test_hand_preset_trains_on_converted_nyu_depth(tmp_path):
     # Depth d in mm maps to (d - 500) / 1500: background -1/3, the hand (731 mm and
     # more in the genuine frame) above 0.15.
     raw = nyu_fixtures._read_split(data_dir, "real")[0]["image"].astype(np.float32)
-    scaled = next(data.read_split(data_dir, "real").as_numpy_iterator())["image"]
+    scaled = next(reader.read_split(data_dir, "real").as_numpy_iterator())["image"]
     np.testing.assert_allclose(scaled, (raw - 500.0) / 1500.0, atol=1e-6)
     hand = scaled[raw > 0]
     np.testing.assert_allclose(scaled[raw == 0], -1 / 3, atol=1e-6)

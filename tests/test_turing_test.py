@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from simgan_tf import export, schema, turing_test
+from simgan_tf.serving import export
+from simgan_tf.data import schema
+from simgan_tf.evaluation import turing_test
 
 from conftest import SHAPE, pattern_images, write_split
 

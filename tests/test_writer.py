@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simgan_tf import schema
-from simgan_tf.writer import SplitWriter
+from simgan_tf.data import schema
+from simgan_tf.data.writer import SplitWriter
 
 
 def _examples(n, domain="synthetic"):

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from simgan_tf import data
+from simgan_tf.data import reader
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ def load_images(data_dir: str, split: str, count: int) -> np.ndarray:
     Raises:
       ValueError: if the split holds fewer than `count` images.
     """
-    return data.load_arrays(data_dir, split, count=count)["image"]
+    return reader.load_arrays(data_dir, split, count=count)["image"]
 
 
 def realism_score(real: np.ndarray, candidate: np.ndarray,

@@ -54,7 +54,7 @@ import math
 
 import numpy as np
 
-from simgan_tf import sim_common
+from simgan_tf.simulators import common
 
 DOMAINS = ("synthetic", "real")
 NUM_JOINTS = 14
@@ -163,7 +163,7 @@ class HandSimulatorConfig:
         if (isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer))
                 or self.size < 16):
             raise ValueError(f"Expected an integer size >= 16. Received: size={self.size!r}")
-        sim_common.check_ranges(self)
+        common.check_ranges(self)
         for name in ("crop_mm", "finger_length_jitter", "quantization_mm", "edge_bias_mm",
                      "flying_depth_mm"):
             value = getattr(self, name)
@@ -228,8 +228,8 @@ def sample_pose(n: int, seed: int,
     Raises:
       ValueError: on a negative or non-integer n or seed.
     """
-    n = sim_common.check_n(n)
-    seed = sim_common.check_seed(seed)
+    n = common.check_n(n)
+    seed = common.check_seed(seed)
     config = _check_config(config)
     ranges = ([config.roll_range, config.tilt_range, config.tilt_range,
                config.depth_range, config.shift_range, config.shift_range]
@@ -239,7 +239,7 @@ def sample_pose(n: int, seed: int,
     high = np.array([r[1] for r in ranges], np.float64)
     chunks = []
     for chunk, start in enumerate(range(0, n, CHUNK_SIZE)):
-        rng = sim_common.generator(seed, _STREAM_POSE, chunk)
+        rng = common.generator(seed, _STREAM_POSE, chunk)
         unit = rng.random((CHUNK_SIZE, POSE_SIZE))
         chunks.append((low + unit * (high - low))[:n - start])
     if not chunks:
@@ -485,7 +485,7 @@ def render(pose: np.ndarray, domain: str, seed: int,
     if domain not in DOMAINS:
         raise ValueError(
             f"Expected domain 'synthetic' or 'real'. Received: domain={domain!r}")
-    seed = sim_common.check_seed(seed)
+    seed = common.check_seed(seed)
     config = _check_config(config)
     pose = _check_pose(pose)
     n, size = pose.shape[0], config.size
@@ -495,7 +495,7 @@ def render(pose: np.ndarray, domain: str, seed: int,
     for chunk, start in enumerate(range(0, n, CHUNK_SIZE)):
         stop = min(start + CHUNK_SIZE, n)
         m = stop - start
-        rng = sim_common.generator(seed, _STREAM_GEOMETRY, chunk)
+        rng = common.generator(seed, _STREAM_GEOMETRY, chunk)
         scale = rng.uniform(*config.scale_range, size=CHUNK_SIZE)
         finger_scale = rng.uniform(1.0 - jitter, 1.0 + jitter, size=(CHUNK_SIZE, 5))
         # Kinematics on a full, zero-padded chunk (depth of the padding: 1 m), so that a
@@ -511,7 +511,7 @@ def render(pose: np.ndarray, domain: str, seed: int,
                 clean > 0, np.clip(np.round(clean), 1, 65535), 0).astype(np.uint16)
         else:
             depth[start:stop] = _apply_sensor(
-                clean, sim_common.generator(seed, _STREAM_SENSOR, chunk), config)
+                clean, common.generator(seed, _STREAM_SENSOR, chunk), config)
     return depth[..., None], joints
 
 

@@ -23,7 +23,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 _TF_DTYPE = {"uint8": tf.uint8, "uint16": tf.uint16}
 

@@ -29,14 +29,17 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf import builtin_data, callbacks, checkpointing, data, data_check, export, runtime
-from simgan_tf import schema
+from simgan_tf.data import builtin, reader, validation
+from simgan_tf.training import callbacks, checkpointing
+from simgan_tf.serving import export
+from simgan_tf import runtime
+from simgan_tf.data import schema
 from simgan_tf import config as config_lib
-from simgan_tf.discriminator import build_discriminator
-from simgan_tf.history import HistoryBuffer
-from simgan_tf.model import SKIPPED_KEY, SimGAN
-from simgan_tf.refiner import build_refiner
-from simgan_tf.schedule import Schedule
+from simgan_tf.modeling.discriminator import build_discriminator
+from simgan_tf.modeling.history import HistoryBuffer
+from simgan_tf.modeling.simgan import SKIPPED_KEY, SimGAN
+from simgan_tf.modeling.refiner import build_refiner
+from simgan_tf.modeling.schedule import Schedule
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -156,7 +159,7 @@ def resolve_data_dir(config: config_lib.SimGANConfig, cache_dir: str | None = No
     counts = dict(num_synthetic=d.simulator_num_synthetic, num_real=d.simulator_num_real,
                   num_real_test=d.simulator_num_real_test, kind=d.simulator,
                   size=d.image_height)
-    where = builtin_data.simulator_data_dir(cache_dir or builtin_data.default_cache_dir(),
+    where = builtin.simulator_data_dir(cache_dir or builtin.default_cache_dir(),
                                             **counts)
     if d.simulator == "eyes":
         logging.info(
@@ -171,13 +174,13 @@ def resolve_data_dir(config: config_lib.SimGANConfig, cache_dir: str | None = No
             "a CPU, in %s. To train the paper's 224x224 networks on NYU hand, convert it "
             "with `python -m data_prep.nyu_hand` and pass --data_dir (see README).",
             d.image_height, d.image_width, where)
-    return builtin_data.ensure_simulator_data(cache_dir, **counts)
+    return builtin.ensure_simulator_data(cache_dir, **counts)
 
 
 def sample_images(data_dir: str, split: str, n: int,
                   skip_bad_records: bool = False) -> np.ndarray:
     """The first `n` (good) images of a split, in file order: `[n, H, W, C]` in [-1, 1]."""
-    return data.load_arrays(data_dir, split, count=n, require_count=False,
+    return reader.load_arrays(data_dir, split, count=n, require_count=False,
                             skip_bad_records=skip_bad_records)["image"]
 
 
@@ -279,7 +282,7 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
           verbose: int | str = "auto") -> TrainResult:
     """Trains (or resumes) a SimGAN run.
 
-    Before any long work the data folder is validated (`data_check.validate_split`).
+    Before any long work the data folder is validated (`validation.validate_split`).
     Training is a loop over `SimGAN.make_train_function()` (one compiled step per phase)
     driving Keras callbacks, over an input iterator this function owns, so that the
     iterator's position is saved in every checkpoint (see `checkpointing`). A NaN or
@@ -322,26 +325,26 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
     config = config_lib.override(config, {"data.data_dir": os.path.abspath(data_dir)})
     splits = (d.synthetic_split, d.real_split)
     info = schema.read_dataset_info(data_dir)
-    data.check_image_shape(info, data_dir, config.image_shape)
+    reader.check_image_shape(info, data_dir, config.image_shape)
     unreadable = 0
     for split in splits:
-        reports = data_check.validate_split(data_dir, split, info,
+        reports = validation.validate_split(data_dir, split, info,
                                             skip_bad_records=d.skip_bad_records)
         for report in reports:
             if report.unreadable:
                 logging.warning("Skipping %d unreadable record(s) of %s (truncated or "
                                 "empty shard).", report.unreadable, report.path)
-        unreadable += data_check.total_unreadable(reports)
+        unreadable += validation.total_unreadable(reports)
     os.makedirs(model_dir, exist_ok=True)
     write_config(config, model_dir, write=chief)
 
-    dataset = data.training_dataset(
+    dataset = reader.training_dataset(
         data_dir, synthetic_split=d.synthetic_split, real_split=d.real_split,
         batch_size=t.batch_size, image_shape=config.image_shape, seed=t.seed,
         shuffle_buffer=d.shuffle_buffer, deterministic=t.deterministic,
         skip_bad_records=d.skip_bad_records)
     if d.data_service:
-        dataset = data.use_data_service(dataset, d.data_service, job_name=f"simgan-{t.seed}")
+        dataset = reader.use_data_service(dataset, d.data_service, job_name=f"simgan-{t.seed}")
     if multi_worker:  # shards the files across workers (auto-shard policy FILE)
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
     else:  # a plain iterator can be checkpointed; each step splits its global batch
@@ -495,8 +498,8 @@ def _raise_data_error(error, data_dir, splits, info):
     message = getattr(error, "message", str(error))
     marker = "Bad input data in"
     if marker in message:
-        detail = message[message.index(marker):].split(data.ERROR_END)[0]
-        raise data_check.BadRecordError.from_message(detail) from None
+        detail = message[message.index(marker):].split(reader.ERROR_END)[0]
+        raise validation.BadRecordError.from_message(detail) from None
     logging.error("Training failed on the input data (%s); reading %s record by record to "
                   "find the bad record.", " ".join(message.split())[:200], data_dir)
-    data_check.find_bad_record(data_dir, splits, info)
+    validation.find_bad_record(data_dir, splits, info)

@@ -15,7 +15,7 @@ import os
 import shutil
 import uuid
 
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 DEFAULT_SHARD_BYTES = 64 * 2**20
 

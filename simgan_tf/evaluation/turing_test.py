@@ -34,7 +34,7 @@ from http import server as http_server
 
 import numpy as np
 
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 REAL = "real"
 ANSWERS = ("real", "synthetic")  # what the person can answer
@@ -123,14 +123,14 @@ def load_images(data_dir: str, split: str, count: int, *, seed: int, refine=None
     Raises:
       ValueError: if the split holds fewer than `count` images (names the folder).
     """
-    from simgan_tf import data  # TensorFlow, only when images are loaded
+    from simgan_tf.data import reader  # TensorFlow, only when images are loaded
 
     info = schema.read_dataset_info(data_dir)
     available = info.splits[split].count if split in info.splits else 0
     if split in info.splits and available < count:
         raise ValueError(f"Split {split!r} of {data_dir} has {available} images; the test "
                          f"asks for {count}. Use a smaller --num_images.")
-    examples = data.read_split(data_dir, split, info=info, shuffle=True, seed=seed,
+    examples = reader.read_split(data_dir, split, info=info, shuffle=True, seed=seed,
                                shuffle_buffer=available or 1).take(count)
     images, keys = [], []
     for example in examples.as_numpy_iterator():

@@ -20,8 +20,8 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
-from simgan_tf.discriminator import REAL
-from simgan_tf.model import PHASE_METRICS
+from simgan_tf.modeling.discriminator import REAL
+from simgan_tf.modeling.simgan import PHASE_METRICS
 
 SCALAR_TAGS = {
     "refiner_adv_loss": "refiner/adversarial_loss",

@@ -16,7 +16,7 @@ an image of another size would be refined silently, and one of the wrong rank ca
 the process).
 
 The bytes signature maps pixels to [-1, 1] and back with the training data's convention
-(`data.scale_image` / `data.to_uint`: the dtype's full range, or `pixel_range` of
+(`reader.scale_image` / `reader.to_uint`: the dtype's full range, or `pixel_range` of
 `dataset.json`). For 8-bit data it decodes PNG, JPEG, BMP or GIF (first frame) and
 converts colour to the trained channel count; for 16-bit data (depth) it decodes PNG only,
 8- or 16-bit. Its tensor names end in `_bytes`, so TF Serving's REST API accepts and
@@ -39,7 +39,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from simgan_tf import data, schema
+from simgan_tf.data import reader, schema
 
 SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "images"
@@ -135,7 +135,7 @@ class RefinerModule(tf.Module):
         with tf.control_dependencies([check]):
             image = tf.identity(image)
         image = tf.reshape(image, self.image_shape)
-        return data.scale_image(image, self.image_dtype, self.pixel_range)
+        return reader.scale_image(image, self.image_dtype, self.pixel_range)
 
     def _serve_bytes(self, images_bytes):
         count = tf.shape(images_bytes)[0]
@@ -144,7 +144,7 @@ class RefinerModule(tf.Module):
             fn_output_signature=tf.TensorSpec(self.image_shape, tf.float32))
         images = tf.reshape(images, [-1, *self.image_shape])  # also for an empty batch
         refined = self._refine(images)
-        pixels = data.to_uint(refined, self.image_dtype, self.pixel_range)
+        pixels = reader.to_uint(refined, self.image_dtype, self.pixel_range)
         encoded = tf.map_fn(tf.io.encode_png, pixels,
                             fn_output_signature=tf.TensorSpec([], tf.string))
         return {BYTES_OUTPUT_KEY: encoded}

@@ -12,7 +12,7 @@ import os
 
 import tensorflow as tf
 
-from simgan_tf import export
+from simgan_tf.serving import export
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -26,7 +26,9 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf import data, estimators, evaluation, realism, schema, simulator
+from simgan_tf.data import reader, schema
+from simgan_tf.evaluation import estimators, metrics, realism
+from simgan_tf.simulators import eyes
 
 TASKS = ("gaze", "hand")
 RESULTS_FILE = "results.json"
@@ -58,7 +60,7 @@ class EvalConfig:
     seed: int = 0
     shuffle_buffer: int = 10_000
     hourglass: estimators.HourglassConfig = estimators.HourglassConfig()
-    thresholds: tuple = evaluation.DEFAULT_THRESHOLDS
+    thresholds: tuple = metrics.DEFAULT_THRESHOLDS
     realism: realism.RealismConfig = realism.RealismConfig()
 
     def validate(self) -> "EvalConfig":
@@ -151,7 +153,7 @@ def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
         raise ValueError(f"batch_size {config.batch_size} does not split over "
                          f"{strategy.num_replicas_in_sync} replicas.")
     keras.utils.set_random_seed(config.seed)
-    dataset = (data.read_split(data_dir, split, info=info, shuffle=True, repeat=True,
+    dataset = (reader.read_split(data_dir, split, info=info, shuffle=True, repeat=True,
                                seed=config.seed, shuffle_buffer=config.shuffle_buffer)
                .map(_targets(config, info.image_height), num_parallel_calls=tf.data.AUTOTUNE)
                .batch(config.batch_size, drop_remainder=True)
@@ -164,20 +166,20 @@ def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
 
 
 def test_estimator(config: EvalConfig, model: keras.Model, data_dir: str, split: str) -> dict:
-    """Tests a trained estimator on a labelled split; returns `evaluation.summarize`."""
+    """Tests a trained estimator on a labelled split; returns `metrics.summarize`."""
     info = schema.read_dataset_info(data_dir)
     _check_labels(info, data_dir, split, config.task)
     label = _LABEL[config.task]
-    arrays = data.load_arrays(data_dir, split, ("image", label), info=info)
+    arrays = reader.load_arrays(data_dir, split, ("image", label), info=info)
     images, labels = arrays["image"], arrays[label]
     predictions = model.predict(images, batch_size=256, verbose=0)
     if config.task == "gaze":
-        errors = evaluation.angular_errors(simulator.gaze_to_vector(labels), predictions)
-        return evaluation.summarize(errors, config.thresholds, unit="degrees")
+        errors = metrics.angular_errors(eyes.gaze_to_vector(labels), predictions)
+        return metrics.summarize(errors, config.thresholds, unit="degrees")
     joints = estimators.heatmaps_to_joints(predictions[:, -1], info.image_height).numpy()
     true_uv = labels.reshape(len(labels), -1, 3)[..., :2]
-    errors = evaluation.joint_errors(true_uv, joints)
-    return evaluation.summarize(errors, config.thresholds, per_image=errors.max(axis=1),
+    errors = metrics.joint_errors(true_uv, joints)
+    return metrics.summarize(errors, config.thresholds, per_image=errors.max(axis=1),
                                 unit="pixels")
 
 
@@ -245,9 +247,9 @@ def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_sp
         "config": dataclasses.asdict(config),
         "splits": summaries,
     }
-    evaluation.write_results(os.path.join(output_dir, RESULTS_FILE), results)
+    metrics.write_results(os.path.join(output_dir, RESULTS_FILE), results)
     unit = "degrees" if config.task == "gaze" else "pixels"
-    curves = evaluation.plot_curves(
+    curves = metrics.plot_curves(
         summaries, os.path.join(output_dir, CURVES_FILE),
         title=f"{config.task}: trained on each split, tested on {test_split}",
         xlabel=f"distance from ground truth ({unit})" + (

@@ -59,7 +59,7 @@ import math
 
 import numpy as np
 
-from simgan_tf import sim_common
+from simgan_tf.simulators import common
 from PIL import Image
 
 HEIGHT = 35
@@ -179,7 +179,7 @@ class SimulatorConfig:
             if not isinstance(value, (int, np.integer)) or value < 8:
                 raise ValueError(
                     f"Expected an integer {name} >= 8. Received: {name}={value!r}")
-        sim_common.check_ranges(self)
+        common.check_ranges(self)
         for name in ("pitch_range", "yaw_range"):
             if max(abs(v) for v in getattr(self, name)) >= math.pi / 2:
                 raise ValueError(f"Expected a range inside (-pi/2, pi/2). Received: "
@@ -240,11 +240,11 @@ def sample_gaze(n: int, seed: int,
     Returns:
       `[n, 2]` float32 (pitch, yaw), radians.
     """
-    n = sim_common.check_n(n)
-    seed = sim_common.check_seed(seed)
+    n = common.check_n(n)
+    seed = common.check_seed(seed)
     chunks = []
     for chunk, start in enumerate(range(0, n, CHUNK_SIZE)):
-        rng = sim_common.generator(seed, _STREAM_GAZE, chunk)
+        rng = common.generator(seed, _STREAM_GAZE, chunk)
         pitch = rng.uniform(*config.pitch_range, size=CHUNK_SIZE)
         yaw = rng.uniform(*config.yaw_range, size=CHUNK_SIZE)
         chunks.append(np.stack([pitch, yaw], axis=-1)[:n - start])
@@ -569,7 +569,7 @@ def render(gaze: np.ndarray, domain: str, seed: int,
     if domain not in DOMAINS:
         raise ValueError(
             f"Expected domain 'synthetic' or 'real'. Received: domain={domain!r}")
-    seed = sim_common.check_seed(seed)
+    seed = common.check_seed(seed)
     try:
         gaze = np.asarray(gaze, dtype=np.float64)
     except (TypeError, ValueError):
@@ -590,18 +590,18 @@ def render(gaze: np.ndarray, domain: str, seed: int,
     images = np.zeros((n, config.height, config.width), np.uint8)
     for chunk, start in enumerate(range(0, n, CHUNK_SIZE)):
         stop = min(start + CHUNK_SIZE, n)
-        params = _draw_geometry(sim_common.generator(seed, _STREAM_GEOMETRY, chunk), config)
+        params = _draw_geometry(common.generator(seed, _STREAM_GEOMETRY, chunk), config)
         params = {name: value[:stop - start] for name, value in params.items()}
         frame = None if domain == "synthetic" else _camera_frame(config)
         layers = _render_clean(gaze[start:stop], params, config, frame)
         layers["image"] = _add_render_texture(
-            layers["image"], sim_common.generator(seed, _STREAM_TEXTURE, chunk), config)
+            layers["image"], common.generator(seed, _STREAM_TEXTURE, chunk), config)
         if domain == "synthetic":
             images[start:stop] = np.round(
                 np.clip(layers["image"], 0.0, 1.0) * 255.0).astype(np.uint8)
         else:
             images[start:stop] = _apply_camera(
-                layers, sim_common.generator(seed, _STREAM_CAMERA, chunk), stop - start,
+                layers, common.generator(seed, _STREAM_CAMERA, chunk), stop - start,
                 config, frame)
     return images[..., None]
 

@@ -9,7 +9,7 @@ record of every shard**: a `tf.train.Example` with every field of the schema and
 split's `label_fields`, holding a PNG of the image size, channel count and bit depth of
 `dataset.json`.
 
-Records deeper in a shard are checked while training (`data.training_dataset`, whose
+Records deeper in a shard are checked while training (`reader.training_dataset`, whose
 messages name the file and record index); a failure that TensorFlow reports without a
 file (a corrupt record's checksum, an undecodable PNG body) is located afterwards by
 `find_bad_record`, which reads the splits record by record.
@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOR_TYPE = {1: 0, 3: 2}  # channels -> PNG color type (gray, RGB)
@@ -184,7 +184,7 @@ def validate_split(data_dir: str, split: str, info: schema.DatasetInfo, *,
     Raises:
       FileNotFoundError, ValueError, BadRecordError: naming the file (and record).
     """
-    from simgan_tf import data  # data imports this module
+    from simgan_tf.data import reader  # data imports this module
 
     if split not in info.splits:
         raise ValueError(f"{schema.dataset_info_path(data_dir)} has no split {split!r}. "
@@ -192,7 +192,7 @@ def validate_split(data_dir: str, split: str, info: schema.DatasetInfo, *,
     split_info = info.splits[split]
     if split_info.count == 0:
         raise ValueError(f"Split {split!r} of {data_dir} is empty (dataset.json count 0).")
-    paths, compression = data.list_shards(os.path.join(data_dir, split))
+    paths, compression = reader.list_shards(os.path.join(data_dir, split))
     declared = {shard.get("file"): shard.get("count") for shard in split_info.shards
                 if isinstance(shard, dict)}
     reports = []
@@ -240,11 +240,11 @@ def find_bad_record(data_dir: str, splits, info: schema.DatasetInfo | None = Non
     Slow (reads everything): used to name the file after training failed on the data.
     Returns normally if every record is good.
     """
-    from simgan_tf import data
+    from simgan_tf.data import reader
 
     info = info or schema.read_dataset_info(data_dir)
     for split in splits:
-        paths, compression = data.list_shards(os.path.join(data_dir, split))
+        paths, compression = reader.list_shards(os.path.join(data_dir, split))
         for path in paths:
             index = 0
             iterator = iter(tf.data.TFRecordDataset(path, compression_type=compression or ""))

@@ -5,7 +5,7 @@ SavedModel (`export.py`) over its images in batches, and writes a new split in t
 schema in which only `image/encoded` changed: the sample key, domain, every label and any
 other feature are copied byte for byte from the input record, in the same order. The
 refined floats in [-1, 1] go back to pixels with the data folder's `pixel_range`
-(`data.to_uint`), so a refined depth split keeps depth in mm.
+(`reader.to_uint`), so a refined depth split keeps depth in mm.
 
 The output split is published atomically by `SplitWriter` (a staging folder renamed into
 place), and its `dataset.json` entry records the SavedModel and input it came from.
@@ -18,8 +18,9 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf import data, export, schema
-from simgan_tf.writer import SplitWriter
+from simgan_tf.data import reader, schema
+from simgan_tf.serving import export
+from simgan_tf.data.writer import SplitWriter
 
 
 def split_location(split_dir: str) -> tuple[str, str]:
@@ -63,7 +64,7 @@ def refine_split(saved_model: str, input_dir: str, output_dir: str, *,
         raise ValueError(f"{schema.dataset_info_path(in_data)} has no split {in_split!r}. "
                          f"Available: {sorted(info.splits)}.")
     split_info = info.splits[in_split]
-    paths, compression = data.list_shards(os.path.join(in_data, in_split))
+    paths, compression = reader.list_shards(os.path.join(in_data, in_split))
 
     refine = export.load_refiner(saved_model)
     spec = refine.input_spec
@@ -80,7 +81,7 @@ def refine_split(saved_model: str, input_dir: str, output_dir: str, *,
             image = tf.io.decode_png(png, channels=channels, dtype=tf.as_dtype(dtype))
             return tf.ensure_shape(image, [height, width, channels])
         images = tf.map_fn(one, encoded, fn_output_signature=tf.as_dtype(dtype))
-        return data.scale_image(images, dtype, info.pixel_range)
+        return reader.scale_image(images, dtype, info.pixel_range)
 
     source = {
         "refined_from": {"data_dir": in_data, "split": in_split,
@@ -111,7 +112,7 @@ def refine_split(saved_model: str, input_dir: str, output_dir: str, *,
                             f"{path}: a record among {index}..{index + len(batch) - 1} does "
                             f"not hold a {height}x{width}x{channels} {dtype} PNG: "
                             f"{e.message.splitlines()[0]}") from None
-                    pixels = data.to_uint(refine(images), dtype, info.pixel_range).numpy()
+                    pixels = reader.to_uint(refine(images), dtype, info.pixel_range).numpy()
                     for example, image in zip(examples, pixels):
                         example.features.feature[schema.IMAGE_ENCODED].bytes_list.value[:] = [
                             schema.encode_png(image)]

@@ -1,8 +1,8 @@
 """The built-in datasets: the simulators' two domains written as data folders.
 
 `ensure_simulator_data` returns a cached data folder with `synthetic/`, `real/` and
-`real_test/`, rendered by the eye simulator (`simulator.py`: 35x55 grayscale eyes with
-`label/gaze`) or the hand depth simulator (`hand_simulator.py`: depth in mm, background 0,
+`real_test/`, rendered by the eye simulator (`eyes.py`: 35x55 grayscale eyes with
+`label/gaze`) or the hand depth simulator (`hand.py`: depth in mm, background 0,
 `pixel_range` [-1000, 2000], with `label/joints_uvd`), generating whatever is missing.
 Generation is deterministic from the seed, so the same arguments give the same records.
 """
@@ -13,8 +13,8 @@ import os
 
 from absl import logging
 
-from simgan_tf import schema
-from simgan_tf.writer import SplitWriter
+from simgan_tf.data import schema
+from simgan_tf.data.writer import SplitWriter
 
 CACHE_ENV = "SIMGAN_TF_CACHE"
 # Bump when a simulator's images change, so stale caches are not reused.
@@ -52,25 +52,25 @@ def write_simulator_split(data_dir: str, split: str, domain: str, count: int, se
       domain: `synthetic` or `real`.
       count: number of images.
       seed: split seed.
-      config: `simulator.SimulatorConfig` or `hand_simulator.HandSimulatorConfig`
+      config: `eyes.SimulatorConfig` or `hand.HandSimulatorConfig`
         (default settings when `None`).
       kind: `eyes` or `hand`.
     """
     _check_kind(kind)
     if kind == "eyes":
-        from simgan_tf import simulator  # NumPy rendering, only needed when generating
+        from simgan_tf.simulators import eyes  # NumPy rendering, only needed when generating
 
-        config = config or simulator.SimulatorConfig()
+        config = config or eyes.SimulatorConfig()
         shape, dtype, pixel_range = (config.height, config.width, 1), "uint8", None
-        label, label_size, simulate = schema.LABEL_GAZE, 2, simulator.simulate
+        label, label_size, simulate = schema.LABEL_GAZE, 2, eyes.simulate
     else:
-        from simgan_tf import hand_simulator
+        from simgan_tf.simulators import hand
 
-        config = config or hand_simulator.HandSimulatorConfig()
+        config = config or hand.HandSimulatorConfig()
         shape, dtype, pixel_range = (config.size, config.size, 1), "uint16", HAND_PIXEL_RANGE
-        label, label_size = schema.LABEL_JOINTS_UVD, 3 * hand_simulator.NUM_JOINTS
-        simulate = hand_simulator.simulate
-    source = {"generator": f"simgan_tf.{'simulator' if kind == 'eyes' else 'hand_simulator'}",
+        label, label_size = schema.LABEL_JOINTS_UVD, 3 * hand.NUM_JOINTS
+        simulate = hand.simulate
+    source = {"generator": f"simgan_tf.simulators.{kind}",
               "domain": domain, "seed": seed, "simulator_data_version": SIMULATOR_DATA_VERSION}
     with SplitWriter(data_dir, split, domain=domain, image_shape=shape, image_dtype=dtype,
                      label_fields={label: label_size}, source=source,
@@ -116,9 +116,9 @@ def ensure_simulator_data(cache_dir: str | None = None, *, num_synthetic: int,
                                   num_real_test=num_real_test, seed=seed, kind=kind, size=size)
     config = None
     if kind == "hand":
-        from simgan_tf import hand_simulator
+        from simgan_tf.simulators import hand
 
-        config = hand_simulator.HandSimulatorConfig(size=size)
+        config = hand.HandSimulatorConfig(size=size)
     wanted = {"synthetic": ("synthetic", num_synthetic), "real": ("real", num_real),
               "real_test": ("real", num_real_test)}
     existing = {}

@@ -19,7 +19,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from simgan_tf.discriminator import REAL, REFINED
+from simgan_tf.modeling.discriminator import REAL, REFINED
 
 
 def local_adversarial_loss(logits: tf.Tensor, target: int) -> tf.Tensor:

@@ -24,10 +24,10 @@ import functools
 import keras
 import tensorflow as tf
 
-from simgan_tf import losses
-from simgan_tf.discriminator import REAL, REFINED
-from simgan_tf.history import HistoryBuffer
-from simgan_tf.schedule import Phase, Schedule
+from simgan_tf.modeling import losses
+from simgan_tf.modeling.discriminator import REAL, REFINED
+from simgan_tf.modeling.history import HistoryBuffer
+from simgan_tf.modeling.schedule import Phase, Schedule
 
 METRIC_NAMES = (
     "refiner_adv_loss",      # local adversarial loss of refined images, per image

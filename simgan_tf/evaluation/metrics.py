@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from simgan_tf import schema
+from simgan_tf.data import schema
 
 # d = 1 .. 20 (degrees for gaze, pixels for hands), as results.json reports.
 DEFAULT_THRESHOLDS = tuple(range(1, 21))

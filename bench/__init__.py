@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory figures of simgan-tf, printed, not asserted."""
