@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The refiner's main convolution, forward and backward, against float32 matmul.
 
-    python bench/conv_kernels.py [--batch=64] [--torch_python=/tmp/torch-venv/bin/python]
+    python -m bench.conv_kernels [--batch=64] [--torch_python=/tmp/torch-venv/bin/python]
 
 Times TensorFlow's kernels for the 64->64 3x3 'same' convolution on 35x55 feature maps
 (eight of the gaze refiner's ten convolutions, 99.8% of its FLOPs): the forward pass, the
@@ -16,19 +16,20 @@ channels-last, in a subprocess right after, as two more columns.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+from absl import app, flags
 
-from simgan_tf import runtime  # noqa: E402  (first: oneDNN)
-from train_speed import run  # noqa: E402  (a subprocess, its stderr on failure)
+from simgan_tf import runtime  # first: oneDNN
+from bench.common import run
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf  # pylint: disable=wrong-import-order  (after simgan_tf: oneDNN)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch", 64, "Feature maps per batch.")
+flags.DEFINE_string("torch_python", os.environ.get("SIMGAN_TF_TORCH_PYTHON"),
+                    "python of a virtual environment with torch==2.13.0")
 
 
 def best_gflops(function, args, flops: int) -> float:
@@ -82,12 +83,10 @@ def torch_kernels(python: str, **shape) -> dict[tuple[str, str], float]:
     return figures
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--torch_python", default=os.environ.get("SIMGAN_TF_TORCH_PYTHON"),
-                   help="python of a virtual environment with torch==2.13.0")
-    a = p.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    a = FLAGS
     b, h, w, c = a.batch, 35, 55, 64
     generator = tf.random.Generator.from_seed(0)
     x = generator.normal([b, h, w, c])
@@ -127,4 +126,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

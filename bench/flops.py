@@ -10,7 +10,7 @@ needs and TensorFlow computes, layer by layer:
     for the layers reading the model's input unless the gradient must flow further back
     (the discriminator's input gradient feeds the refiner during a refiner update).
 
-These figures turn measured throughput into achieved FLOP/s (`bench/train_speed.py`).
+These figures turn measured throughput into achieved FLOP/s (`bench.train_speed`).
 The paper's gaze refiner costs 1.138 GFLOP per 35x55 image forward, eight 64->64 3x3
 convolutions making 99.8% of it.
 """

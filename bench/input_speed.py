@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Input pipeline speed against what training consumes: it must never be the bottleneck.
 
-    python bench/input_speed.py [--data_dir=<folder>] [--batches=32,64,512] [--repeats=3]
+    python -m bench.input_speed [--data_dir=<folder>] [--batches=32,64,512] [--repeats=3]
 
 For each batch size, alternating in one run:
-  * the pipeline: `simgan_tf.data.training_dataset` on the data folder (both splits read,
+  * the pipeline: `simgan_tf.data.reader.training_dataset` on the data folder (both splits read,
     PNG headers checked, decoded, scaled, shuffled with the default 10,000-record buffers,
     batched), drawn as fast as it goes after its shuffle buffers have filled: images per
     second delivered (synthetic + real);
-  * training: `bench/tf_simgan_step.py` at the same batch (Algorithm 1, K_g=2, K_d=1,
+  * training: `bench.tf_simgan_step` at the same batch (Algorithm 1, K_g=2, K_d=1,
     float32) in a fresh process; every update takes one batch of each split, so it
     consumes 2 * b images per update.
 The ratio is the pipeline's rate over training's consumption (target: at least 10x).
@@ -18,28 +18,22 @@ generated into the cache the first time).
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+from absl import app, flags
 
-from simgan_tf import config as config_lib  # noqa: E402
+from simgan_tf import config as config_lib
 from simgan_tf.data import reader
-from simgan_tf.training import train_lib
-from train_speed import default_rounds, tf_step  # noqa: E402
+from bench.common import default_rounds, simulator_data, tf_step
 
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "default: the eye simulator's data")
+flags.DEFINE_list("batches", ["32", "64", "512"], "Batch sizes.")
+flags.DEFINE_integer("repeats", 3, "Measurements of each batch size.")
+flags.DEFINE_float("seconds", 10.0, "per pipeline measurement")
 
 K_G, K_D = 2, 1
-
-
-def simulator_data() -> str:
-    """The `gaze_demo` preset's simulator data folder, rendered into the cache if missing."""
-    return train_lib.resolve_data_dir(config_lib.get_preset("gaze_demo"))
 
 
 def pipeline_rate(data_dir: str, batch: int, seconds: float) -> float:
@@ -60,17 +54,14 @@ def pipeline_rate(data_dir: str, batch: int, seconds: float) -> float:
     return 2 * batch * count / (time.perf_counter() - start)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data_dir", default=None, help="default: the eye simulator's data")
-    p.add_argument("--batches", default="32,64,512")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=10.0, help="per pipeline measurement")
-    a = p.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    a = FLAGS
     data_dir = a.data_dir or simulator_data()
     print(f"data: {data_dir}", flush=True)
     rows = []
-    for batch in [int(b) for b in a.batches.split(",") if b]:
+    for batch in [int(b) for b in a.batches if b]:
         pairs = []
         for _ in range(a.repeats):
             delivered = pipeline_rate(data_dir, batch, a.seconds)
@@ -90,4 +81,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Peak resident memory of a training run, and how it grows with the history buffer.
 
-    python bench/memory.py [--batch_size=512] [--history_sizes=0,5120,25600,51200]
+    python -m bench.memory [--batch_size=512] [--history_sizes=0,5120,25600,51200]
 
 Runs `train.py --dataset=gaze` on the built-in eye simulator's data, once per history
 buffer size, each in a fresh process, for a few updates of every phase of Algorithm 1
@@ -14,19 +14,23 @@ the measured growth with that.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+from absl import app, flags
 
-from input_speed import simulator_data  # noqa: E402
-from train_speed import field  # noqa: E402
+from bench.common import ROOT, field, simulator_data
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "default: the eye simulator's data")
+flags.DEFINE_integer("batch_size", 512, "Batch size of every run.")
+flags.DEFINE_list("history_sizes", ["0", "5120", "25600", "51200"],
+                  "History buffer sizes, one run each; the first is the baseline.")
+flags.DEFINE_multi_string("train_flag", [],
+                          "extra train.py flag, e.g. --train_flag=--mixed_precision")
 
 BYTES_PER_IMAGE = 4 * 35 * 55
 
@@ -60,16 +64,12 @@ def peak_rss_mb(data_dir: str, batch: int, history: int, extra: list[str]) -> fl
         shutil.rmtree(model_dir, ignore_errors=True)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data_dir", default=None, help="default: the eye simulator's data")
-    p.add_argument("--batch_size", type=int, default=512)
-    p.add_argument("--history_sizes", default="0,5120,25600,51200")
-    p.add_argument("--train_flag", action="append", default=[],
-                   help="extra train.py flag, e.g. --train_flag=--mixed_precision")
-    a = p.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    a = FLAGS
     data_dir = a.data_dir or simulator_data()
-    sizes = [int(s) for s in a.history_sizes.split(",") if s]
+    sizes = [int(s) for s in a.history_sizes if s]
     rows = []
     for size in sizes:
         mb = peak_rss_mb(data_dir, a.batch_size, size, a.train_flag)
@@ -86,4 +86,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Batch refinement speed of an exported refiner over a TFRecord split (`refine.py`).
 
-    python bench/refine_speed.py [--saved_model=<export>] [--num_images=4096]
+    python -m bench.refine_speed [--saved_model=<export>] [--num_images=4096]
         [--batch_size=256] [--repeats=3]
 
 Renders `--num_images` synthetic eyes with the built-in simulator into a temporary data
 folder, then alternates, in one process:
-  * `simgan_tf.serving.refine_split.refine_split` end to end (read records, decode PNG, refine
-    through the SavedModel's `serving_default`, encode PNG, write a checksummed split);
+  * `simgan_tf.serving.refine_split.refine_split` end to end (read records, decode PNG,
+    refine through the SavedModel's `serving_default`, encode PNG, write a checksummed
+    split);
   * the SavedModel's `serving_default` alone on the same batch size (compute only).
 It prints both in images per second, the share of the compute-only speed that the whole
 command keeps, and the refiner's achieved FLOP/s against this machine's float32 matmul
@@ -17,7 +18,6 @@ refiner is exported (the speed does not depend on the weights).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -25,36 +25,37 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+from absl import app, flags
+import numpy as np
 
-from simgan_tf.data import builtin  # noqa: E402
+from simgan_tf import config as config_lib
+from simgan_tf.data import builtin
+from simgan_tf.modeling.refiner import build_refiner
 from simgan_tf.serving import export, refine_split
 from bench import flops
-from simgan_tf import config as config_lib  # noqa: E402
-from simgan_tf.modeling.refiner import build_refiner  # noqa: E402
-from train_speed import matmul_peak  # noqa: E402
+from bench.common import matmul_peak
 
-import numpy as np  # noqa: E402
+FLAGS = flags.FLAGS
+flags.DEFINE_string("saved_model", None, "An exported refiner (default: a freshly "
+                    "initialized gaze refiner, exported into a temporary folder).")
+flags.DEFINE_integer("num_images", 4096, "Synthetic eyes rendered and refined.")
+flags.DEFINE_integer("batch_size", 256, "Images per refiner call.")
+flags.DEFINE_integer("repeats", 3, "Measurements of each kind.")
 
 SHAPE = (35, 55, 1)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--saved_model", default=None)
-    p.add_argument("--num_images", type=int, default=4096)
-    p.add_argument("--batch_size", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=3)
-    a = p.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    a = FLAGS
     work = tempfile.mkdtemp(prefix="refine_speed-")
     try:
         saved_model = a.saved_model or export.export_refiner(
             build_refiner(SHAPE), os.path.join(work, "export"), 0, SHAPE)
         data_dir = os.path.join(work, "data")
         builtin.write_simulator_split(data_dir, "synthetic", "synthetic", a.num_images,
-                                           seed=1)
+                                      seed=1)
         refine = export.load_refiner(saved_model)
         card_config = export.read_model_card(saved_model).get("config") or {}
         refiner_config = config_lib.SimGANConfig.from_json(card_config).refiner
@@ -68,8 +69,8 @@ def main():
         for _ in range(a.repeats):
             start = time.perf_counter()
             refine_split.refine_split(saved_model, os.path.join(data_dir, "synthetic"),
-                                    os.path.join(data_dir, "refined"),
-                                    batch_size=a.batch_size)
+                                      os.path.join(data_dir, "refined"),
+                                      batch_size=a.batch_size)
             whole = a.num_images / (time.perf_counter() - start)
             calls = max(3, a.num_images // a.batch_size)
             start = time.perf_counter()
@@ -96,4 +97,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

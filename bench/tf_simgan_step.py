@@ -1,46 +1,57 @@
 #!/usr/bin/env python3
-"""simgan-tf's SimGAN gaze training step, the counterpart of ../shared/bench/torch_simgan_step.py.
+"""simgan-tf's SimGAN gaze training step, the counterpart of the PyTorch reference step.
 
-The same measurement as the PyTorch reference, through the library's own code: the
-paper's gaze networks from the `gaze` preset, the `SimGAN` model's compiled per-phase
-train functions (`make_train_function`, what `train.py` runs), its losses and history
-buffer, Algorithm 1 with K_g refiner updates per K_d discriminator updates, and, as in the
-reference, SGD at 1e-3, lambda 1e-4, a 2,560-image buffer and one fixed random batch of
-synthetic and real images (compute, not data loading). After each update the losses are
-read back to the host, as `train_lib`'s loop does to check they are finite.
+`bench.train_speed` runs both side by side. The same measurement as the PyTorch
+reference, through the library's own code: the paper's gaze networks from the `gaze`
+preset, the `SimGAN` model's compiled per-phase train functions (`make_train_function`,
+what `train.py` runs), its losses and history buffer, Algorithm 1 with K_g refiner
+updates per K_d discriminator updates, and, as in the reference, SGD at 1e-3, lambda
+1e-4, a 2,560-image buffer and one fixed random batch of synthetic and real images
+(compute, not data loading). After each update the losses are read back to the host, as
+`train_lib`'s loop does to check they are finite.
 
-    python bench/tf_simgan_step.py [--batch 64] [--rounds 10] [--warmup 1] [--mixed_precision]
-    python bench/tf_simgan_step.py --mode infer [--batch 512]
+    python -m bench.tf_simgan_step [--batch 64] [--rounds 10] [--warmup 1] [--mixed_precision]
+    python -m bench.tf_simgan_step --mode infer [--batch 512]
 
 `--mode train` prints one line, like the reference, plus the achieved FLOP/s:
     tf mode=train batch=B k_g=.. k_d=.. rounds=R seconds=S img_per_s=X gflop_per_s=G
        best_img_per_s=.. best_gflop_per_s=.. precision=.. onednn=..
 Throughput is synthetic images per second through refiner updates, K_g * batch * rounds
 / seconds (as the reference counts it); `best_*` is the fastest single iteration, the
-figure least disturbed by other work on a shared machine. `--mode infer` times the exported refiner (the SavedModel's `serving_default`,
-what `refine.py` and TF Serving run) on batches of `--batch` images and prints
-img_per_s and gflop_per_s the same way. Import order matters: `simgan_tf` first, so that
-TensorFlow starts with oneDNN (`simgan_tf.runtime`); `TF_ENABLE_ONEDNN_OPTS=0` measures
-Eigen's kernels instead.
+figure least disturbed by other work on a shared machine. `--mode infer` times the
+exported refiner (the SavedModel's `serving_default`, what `refine.py` and TF Serving
+run) on batches of `--batch` images and prints img_per_s and gflop_per_s the same way.
+Import order matters: `simgan_tf` first, so that TensorFlow starts with oneDNN
+(`simgan_tf.runtime`); `TF_ENABLE_ONEDNN_OPTS=0` measures Eigen's kernels instead.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from absl import app, flags
 
-from simgan_tf import runtime  # noqa: E402  (first: oneDNN)
-from simgan_tf import config as config_lib  # noqa: E402
-from simgan_tf.serving import export  # noqa: E402
-from bench import flops
+from simgan_tf import runtime  # first: oneDNN
+from simgan_tf import config as config_lib
+from simgan_tf.serving import export
 from simgan_tf.training import train_lib
+from bench import flops
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf  # pylint: disable=wrong-import-order  (after simgan_tf: oneDNN)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("mode", "train", ["train", "infer"], "Time Algorithm 1 (train) or the "
+                  "exported refiner (infer).")
+flags.DEFINE_integer("batch", 64, "Images per batch.")
+flags.DEFINE_integer("rounds", 10, "Timed iterations (train) or refiner calls (infer).")
+flags.DEFINE_integer("warmup", 1, "Untimed rounds first.")
+flags.DEFINE_integer("k_g", 2, "Refiner updates per iteration.")
+flags.DEFINE_integer("k_d", 1, "Discriminator updates per iteration.")
+flags.DEFINE_integer("buffer", 2560, "History buffer size, images.")
+flags.DEFINE_float("lam", 1e-4, "Self-regularization weight lambda.")
+flags.DEFINE_bool("mixed_precision", False,
+                  "bfloat16 compute (Keras mixed_bfloat16), float32 weights")
 
 
 def make_config(args) -> config_lib.SimGANConfig:
@@ -104,19 +115,10 @@ def time_inference(args, config) -> tuple[float, int]:
     return durations, flops.forward_flops(model.refiner)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=("train", "infer"), default="train")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--k_g", type=int, default=2)
-    p.add_argument("--k_d", type=int, default=1)
-    p.add_argument("--buffer", type=int, default=2560)
-    p.add_argument("--lam", type=float, default=1e-4)
-    p.add_argument("--mixed_precision", action="store_true",
-                   help="bfloat16 compute (Keras mixed_bfloat16), float32 weights")
-    a = p.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    a = FLAGS
     config = make_config(a)
     if a.mode == "train":
         durations, per_image = time_training(a, config)
@@ -136,4 +138,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """Training and inference speed against PyTorch eager and against the machine's matmul peak.
 
-Prints one table (issue 6's targets in BUILD.md, "Speed"), measured side by side in one
-run, each measurement in a fresh process, A and B alternating:
+Prints one table (the targets in BUILD.md, "Speed"), measured side by side in one run,
+each measurement in a fresh process, A and B alternating:
 
   * the float32 matmul peak of this machine: the best of 5 4096 x 4096 products in
     TensorFlow (oneDNN) and, when given, PyTorch (MKL), measured right after every
     simgan-tf measurement so that both see the same load on a shared machine (NumPy's
     is printed once for reference);
   * Algorithm 1 training throughput (K_g=2, K_d=1, the paper's gaze networks, buffer on;
-    synthetic images per second through refiner updates) of `bench/tf_simgan_step.py`
-    and of `../shared/bench/torch_simgan_step.py` (PyTorch eager), at each `--batches`;
+    synthetic images per second through refiner updates) of `bench.tf_simgan_step`
+    and of the PyTorch eager reference step (`TORCH_STEP`), at each `--batches`;
     their ratio (median of the adjacent pairs), and simgan-tf's achieved FLOP/s as a
     fraction of that peak (FLOPs from `bench.flops`), over whole measurements and
     for the fastest single iteration against the highest peak seen in the run (best
@@ -25,97 +25,36 @@ run, each measurement in a fresh process, A and B alternating:
 
 PyTorch lives in its own virtual environment (the project never depends on it):
     python3.11 -m venv /tmp/torch-venv && /tmp/torch-venv/bin/pip install torch==2.13.0 numpy
-    python bench/train_speed.py --torch_python=/tmp/torch-venv/bin/python
-Without `--torch_python` the PyTorch columns are left empty.
+    python -m bench.train_speed --torch_python=/tmp/torch-venv/bin/python
+Without `--torch_python` the PyTorch columns are left empty. Run from the checkout root.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from absl import app, flags
+
+from simgan_tf import runtime
+from bench.common import ROOT, default_rounds, field, matmul_peak, run, tf_step
+
 TORCH_STEP = os.path.join(ROOT, "..", "shared", "bench", "torch_simgan_step.py")
-TF_STEP = os.path.join(HERE, "tf_simgan_step.py")
-MATMUL_SIZE = 4096
 
-MATMUL_CODE = {
-    "tensorflow": """
-import simgan_tf, tensorflow as tf
-a = tf.random.normal([{n}, {n}]); b = tf.random.normal([{n}, {n}])
-f = tf.function(lambda a, b: tf.linalg.matmul(a, b))
-f(a, b).numpy()
-def run():
-    r = f(a, b)
-    r.numpy()
-""",
-    "numpy": """
-import numpy as np
-a = np.random.rand({n}, {n}).astype(np.float32); b = a.copy()
-a @ b
-def run():
-    a @ b
-""",
-    "torch": """
-import torch
-a = torch.randn({n}, {n}); b = torch.randn({n}, {n})
-a @ b
-def run():
-    a @ b
-""",
-}
-MATMUL_TIMER = """
-import time
-best = 0.0
-for _ in range(5):
-    start = time.perf_counter()
-    run()
-    best = max(best, 2 * {n} ** 3 / (time.perf_counter() - start) / 1e9)
-print(f"gflop_per_s={{best:.1f}}")
-"""
-
-
-def run(command, env=None) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n"
-                           f"{result.stderr[-3000:]}")
-    return result.stdout
-
-
-def field(line: str, name: str) -> float:
-    match = re.search(rf"\b{name}=([0-9.]+)", line)
-    if not match:
-        raise RuntimeError(f"No {name}= in output: {line!r}")
-    return float(match.group(1))
-
-
-def matmul_peak(python: str, library: str) -> float:
-    code = (MATMUL_CODE[library] + MATMUL_TIMER).format(n=MATMUL_SIZE)
-    return field(run([python, "-c", code]), "gflop_per_s")
-
-
-def default_rounds(batch: int) -> int:
-    """About 640 counted images per measurement (at least 2 iterations)."""
-    return max(2, round(320 / batch))
-
-
-def tf_step(batch, rounds, *, mode="train", mixed=False, eigen=False, warmup=1):
-    command = [sys.executable, TF_STEP, "--mode", mode, "--batch", str(batch), "--rounds",
-               str(rounds), "--warmup", str(warmup)]
-    if mixed:
-        command.append("--mixed_precision")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env["TF_ENABLE_ONEDNN_OPTS"] = "0" if eigen else "1"
-    line = run(command, env).strip().splitlines()[-1]
-    return field(line, "img_per_s"), field(line, "gflop_per_s"), field(line, "best_gflop_per_s")
+FLAGS = flags.FLAGS
+flags.DEFINE_string("torch_python", os.environ.get("SIMGAN_TF_TORCH_PYTHON"),
+                    "python of a virtual environment with torch==2.13.0")
+flags.DEFINE_list("batches", ["32", "64", "512"], "Batch sizes of float32 training.")
+flags.DEFINE_list("mixed_batches", ["64"], "Batch sizes of bfloat16 training; empty to skip "
+                  "bfloat16.")
+flags.DEFINE_list("eigen_batches", ["64"], "Batch sizes of training with Eigen's kernels; "
+                  "empty to skip Eigen.")
+flags.DEFINE_list("infer_batches", ["64", "512"], "Batch sizes of refiner inference; empty "
+                  "to skip inference.")
+flags.DEFINE_integer("repeats", 3, "A/B pairs per setting.")
 
 
 def torch_step(python, batch, rounds, warmup=1):
@@ -161,21 +100,13 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--torch_python", default=os.environ.get("SIMGAN_TF_TORCH_PYTHON"),
-                   help="python of a virtual environment with torch==2.13.0")
-    p.add_argument("--batches", default="32,64,512")
-    p.add_argument("--mixed_batches", default="64", help="empty to skip bfloat16")
-    p.add_argument("--eigen_batches", default="64", help="empty to skip Eigen")
-    p.add_argument("--infer_batches", default="64,512", help="empty to skip inference")
-    p.add_argument("--repeats", type=int, default=3, help="A/B pairs per setting")
-    a = p.parse_args()
-    ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    a = FLAGS
+    ints = lambda values: [int(x) for x in values if x]  # noqa: E731
     started = time.time()
 
-    sys.path.insert(0, ROOT)
-    from simgan_tf import runtime  # pylint: disable=import-outside-toplevel
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, bfloat16 native: "
           f"{runtime.bfloat16_native()}, python {platform.python_version()}", flush=True)
 
@@ -261,4 +192,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -1,6 +1,6 @@
 """Is SimGAN's discriminator under-trained or under-powered? Patch accuracy of critics.
 
-    python bench/patch_critic.py --model_dir=runs/table2/simgan-2 [--eval_at=25,50,500,2000]
+    python -m experiments.patch_critic --model_dir=runs/table2/simgan-2 [--eval_at=25,50,500,2000]
 
 Loads a finished `train.py` run (its config and newest checkpoint), refines held-out
 synthetic images with its refiner, frozen, and reports the per-patch accuracy on held-out
@@ -23,14 +23,12 @@ or a higher discriminator learning rate should help); if they stay near 50%, the
 critic cannot see what whole-image classifiers see (under-powered).
 """
 
-import json
 import os
-import sys
 import time
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A finished training run.", required=True)
@@ -47,14 +45,12 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from simgan_tf import config as config_lib
     from simgan_tf.data import reader
     from simgan_tf.modeling import losses
     from simgan_tf.training import train_lib
-    from simgan_tf.modeling.discriminator import REAL, REFINED, build_discriminator
+    from simgan_tf.modeling.discriminator import build_discriminator
 
-    with open(os.path.join(FLAGS.model_dir, "config.json")) as f:
-        config = config_lib.SimGANConfig.from_json(json.load(f))
+    config = common.load_run_config(FLAGS.model_dir)
     model = train_lib.build_simgan(config)
     prefix = tf.train.latest_checkpoint(os.path.join(FLAGS.model_dir, "checkpoints"))
     if prefix is None:
@@ -72,7 +68,8 @@ def main(argv):
 
     def accuracy(critic, candidate, target_real):  # eager: one call per 500 images
         logits = critic(candidate, training=False)
-        return tf.reduce_mean(losses.patch_accuracy(logits, REAL if target_real else REFINED))
+        return tf.reduce_mean(losses.patch_accuracy(
+            logits, losses.REAL if target_real else losses.REFINED))
 
     def held_out(critic, fake):
         a_fake = float(np.mean([accuracy(critic, fake[i:i + 500], False).numpy()

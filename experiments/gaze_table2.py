@@ -24,61 +24,39 @@ already finished (an export, a refined split, a results.json) are not run again,
 interrupted run resumes.
 
 Usage:
-  python bench/gaze_table2.py --work_dir=runs/table2 --seeds=1,2,3 [--train_flags=...]
+  python -m experiments.gaze_table2 --work_dir=runs/table2 --seeds=1,2,3 [--train_flags=...]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from absl import app, flags
 
-from simgan_tf.data import builtin, schema  # noqa: E402
-from simgan_tf import config as config_lib
+from simgan_tf.data import schema
 from simgan_tf.evaluation import metrics
+from experiments import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("work_dir", "runs/table2", "Where runs, data folders and the table go.")
+flags.DEFINE_list("seeds", ["1", "2", "3"], "SimGAN seeds, one run each.")
+flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: $SIMGAN_TF_CACHE or "
+                    "~/.cache/simgan_tf).")
+flags.DEFINE_string("train_flags", "", "Extra train.py flags, space separated.")
+flags.DEFINE_string("eval_flags", "", "Extra evaluate.py flags.")
+flags.DEFINE_integer("estimator_seed", 0, "Seed of every estimator and realism classifier.")
 
 THRESHOLDS = ("5", "7", "10")
-
-
-def run(command: list[str], log_path: str) -> None:
-    print("$", " ".join(command), flush=True)
-    start = time.perf_counter()
-    with open(log_path, "a", encoding="utf-8") as log:
-        result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise SystemExit(f"Command failed ({result.returncode}); see {log_path}")
-    print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
-
-
-def link_data(source: str, target: str, splits: list[str]) -> None:
-    """A data folder with symlinks to `splits` of `source` and their dataset.json entries."""
-    os.makedirs(target, exist_ok=True)
-    info = schema.read_dataset_info(source)
-    for split in splits:
-        link = os.path.join(target, split)
-        if not os.path.exists(link):
-            os.symlink(os.path.join(source, split), link)
-    existing = {}
-    if os.path.exists(schema.dataset_info_path(target)):
-        existing = schema.read_dataset_info(target).splits
-    keep = {name: s for name, s in existing.items() if name not in splits}
-    info.splits = {**{s: info.splits[s] for s in splits}, **keep}
-    schema.write_json_atomic(schema.dataset_info_path(target), info.to_json())
 
 
 def evaluate(data_dir: str, split: str, eval_dir: str, estimator_seed: int,
              eval_flags: list[str], log: str) -> dict:
     results_path = os.path.join(eval_dir, "results.json")
     if not os.path.exists(results_path):
-        run([sys.executable, "evaluate.py", "--dataset=gaze", f"--data_dir={data_dir}",
-             f"--seed={estimator_seed}", f"--train_splits={split}", "--test_split=real_test",
-             f"--output_dir={eval_dir}", *eval_flags], log)
+        common.run(common.evaluate_command(data_dir, estimator_seed, split, eval_dir,
+                                           eval_flags), log)
     with open(results_path, encoding="utf-8") as f:
         return json.load(f)["splits"][split]
 
@@ -90,15 +68,18 @@ def seed_run(seed: int, work_dir: str, data_dir: str, train_flags: list[str],
     model_dir = os.path.join(work_dir, f"simgan-{seed}")
     seed_data = os.path.join(work_dir, f"data-{seed}")
     log = os.path.join(work_dir, f"log-{seed}.txt")
-    export_base = os.path.join(model_dir, "export", "refiner")
-    if not (os.path.isdir(export_base) and os.listdir(export_base)):
-        run([py, "train.py", "--dataset=gaze", f"--seed={seed}", f"--model_dir={model_dir}",
-             *train_flags], log)
-    step = max(int(v) for v in os.listdir(export_base) if v.isdigit())
-    link_data(data_dir, seed_data, ["synthetic", "real_test"])
+    saved_model = common.latest_export(model_dir)
+    if saved_model is None:
+        common.run([py, "train.py", "--dataset=gaze", f"--seed={seed}",
+                    f"--model_dir={model_dir}", *train_flags], log)
+        saved_model = common.latest_export(model_dir)
+        if saved_model is None:
+            raise SystemExit(f"train.py exported no refiner into {model_dir}; see {log}")
+    common.link_data(data_dir, seed_data, ["synthetic", "real_test"])
     if "refined" not in schema.read_dataset_info(seed_data).splits:
-        run([py, "refine.py", f"--saved_model={export_base}/{step}",
-             f"--input_dir={data_dir}/synthetic", f"--output_dir={seed_data}/refined"], log)
+        common.run([py, "refine.py", f"--saved_model={saved_model}",
+                    f"--input_dir={data_dir}/synthetic", f"--output_dir={seed_data}/refined"],
+                   log)
     return evaluate(seed_data, "refined", os.path.join(work_dir, f"eval-{seed}"),
                     estimator_seed, eval_flags, log)
 
@@ -131,36 +112,24 @@ def table(synthetic: dict, refined: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work_dir", default="runs/table2")
-    parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--cache_dir", default=None,
-                        help="Simulator data cache (default: $SIMGAN_TF_CACHE or "
-                             "~/.cache/simgan_tf).")
-    parser.add_argument("--train_flags", default="", help="Extra train.py flags, space separated.")
-    parser.add_argument("--eval_flags", default="", help="Extra evaluate.py flags.")
-    parser.add_argument("--estimator_seed", type=int, default=0,
-                        help="Seed of every estimator and realism classifier.")
-    args = parser.parse_args(argv)
-
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    args = FLAGS
     work_dir = os.path.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
-    d = config_lib.get_preset("gaze_demo").data
-    data_dir = builtin.ensure_simulator_data(
-        args.cache_dir, num_synthetic=d.simulator_num_synthetic,
-        num_real=d.simulator_num_real, num_real_test=d.simulator_num_real_test)
+    data_dir = common.simulator_data(args.cache_dir)
     train_flags = args.train_flags.split()
     if args.cache_dir:
         train_flags.append(f"--cache_dir={args.cache_dir}")
     eval_flags = args.eval_flags.split()
     base_data = os.path.join(work_dir, "data")
-    link_data(data_dir, base_data, ["synthetic", "real_test"])
+    common.link_data(data_dir, base_data, ["synthetic", "real_test"])
     synthetic = evaluate(base_data, "synthetic", os.path.join(work_dir, "eval-synthetic"),
                          args.estimator_seed, eval_flags,
                          os.path.join(work_dir, "log-synthetic.txt"))
     refined = {}
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in (int(s) for s in args.seeds):
         refined[seed] = seed_run(seed, work_dir, data_dir, train_flags, args.estimator_seed,
                                  eval_flags)
         print(table(synthetic, refined), flush=True)
@@ -170,9 +139,9 @@ def main(argv=None) -> None:
     curves = {"synthetic": synthetic,
               **{f"refined, SimGAN seed {seed}": s for seed, s in sorted(refined.items())}}
     plot = metrics.plot_curves(curves, os.path.join(work_dir, "curves.png"),
-                                  title="Gaze estimator trained on each set, tested on real_test")
+                               title="Gaze estimator trained on each set, tested on real_test")
     print(f"\nwrote {os.path.join(work_dir, 'table2.md')} and {plot}")
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -14,34 +14,44 @@ images of `real_test` from the first N refined ones (quantized to the split's pi
 `refine.py` writes them), accuracy and cross-entropy on the held-out halves.
 
 Usage:
-  python bench/gaze_label_probe.py --work_dir=runs/probe --chunks=25,50,100,150,200 \
-      [--overrides='{"train.reg_weight": 0.2}']
+  python -m experiments.gaze_label_probe --work_dir=runs/probe --chunks=25,50,100,150,200 \
+      [--config=train.reg_weight=0.2 ...]
 
 A run folder of `train.py --dataset=gaze` copied to `<work_dir>/simgan` is resumed, so
-its chunks need not be trained again (pass its `--seed` as `{"train.seed": S}`).
+its chunks need not be trained again (pass its `--seed` as `--config=train.seed=S`).
 
 `--chunks` are cumulative adversarial iterations (`train.steps`) of the `gaze_demo` preset.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from absl import app, flags
+import numpy as np
 
-import simgan_tf  # noqa: E402,F401  (sets TensorFlow's CPU options before it loads)
-import numpy as np  # noqa: E402
+from simgan_tf import config as config_lib
+from simgan_tf.data import reader, schema
+from simgan_tf.evaluation import eval_lib, metrics, realism
+from simgan_tf.training import train_lib
+from experiments import common
 
-from simgan_tf import config as config_lib  # noqa: E402
-from simgan_tf.data import builtin, reader, schema  # noqa: E402
-from simgan_tf.evaluation import eval_lib, metrics, realism  # noqa: E402
-from simgan_tf.simulators import eyes  # noqa: E402
-from simgan_tf.training import train_lib  # noqa: E402
+FLAGS = flags.FLAGS
+flags.DEFINE_string("work_dir", "runs/probe", "Where the SimGAN run, the cached estimator "
+                    "and probe.json go.")
+flags.DEFINE_list("chunks", ["25", "50", "100", "150", "200"], "Cumulative adversarial "
+                  "iterations after which the refined images are read.")
+flags.DEFINE_multi_string("config", [], "PATH=VALUE config override, repeatable (as in "
+                          "train.py).")
+flags.DEFINE_integer("images", 2000, "Synthetic images refined and read after each chunk.")
+flags.DEFINE_integer("estimator_steps", 1500, "Training steps of the real-trained "
+                     "estimator.")
+flags.DEFINE_integer("realism_images", 4000, "Images of each set for the realism score; 0 "
+                     "turns it off.")
+flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: $SIMGAN_TF_CACHE or "
+                    "~/.cache/simgan_tf).")
 
 
 def load(data_dir: str, split: str, n: int):
@@ -51,7 +61,7 @@ def load(data_dir: str, split: str, n: int):
 
 def mean_error(estimator, images, labels) -> float:
     predictions = estimator.predict(images, batch_size=500, verbose=0)
-    return float(metrics.angular_errors(eyes.gaze_to_vector(labels), predictions).mean())
+    return float(metrics.angular_errors(metrics.gaze_to_vector(labels), predictions).mean())
 
 
 def real_estimator(data_dir: str, path: str, steps: int):
@@ -69,22 +79,16 @@ def real_estimator(data_dir: str, path: str, steps: int):
     return model
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work_dir", default="runs/probe")
-    parser.add_argument("--chunks", default="25,50,100,150,200")
-    parser.add_argument("--overrides", default="{}", help="JSON dict of config overrides.")
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--estimator_steps", type=int, default=1500)
-    parser.add_argument("--realism_images", type=int, default=4000)
-    parser.add_argument("--cache_dir", default=None)
-    args = parser.parse_args(argv)
-
-    base = config_lib.override(config_lib.get_preset("gaze_demo"), json.loads(args.overrides))
-    d = base.data
-    data_dir = builtin.ensure_simulator_data(
-        args.cache_dir, num_synthetic=d.simulator_num_synthetic,
-        num_real=d.simulator_num_real, num_real_test=d.simulator_num_real_test)
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    args = FLAGS
+    try:
+        base = config_lib.override(config_lib.get_preset("gaze_demo"),
+                                   config_lib.parse_overrides(args.config))
+    except ValueError as e:  # names config fields and values; they match --config
+        raise app.UsageError(str(e)) from None
+    data_dir = common.simulator_data(args.cache_dir, base.data)
     os.makedirs(args.work_dir, exist_ok=True)
     estimator = real_estimator(
         data_dir, os.path.join(args.work_dir, f"real_estimator-{args.estimator_steps}.weights.h5"),
@@ -110,7 +114,7 @@ def main(argv=None) -> None:
 
     print(f"raw synthetic: {describe(scores(synthetic))}", flush=True)
     rows = []
-    for steps in (int(c) for c in args.chunks.split(",")):
+    for steps in (int(c) for c in args.chunks):
         config = config_lib.override(base, {"train.steps": steps, "train.export": False})
         result = train_lib.train(config, os.path.join(args.work_dir, "simgan"),
                                  cache_dir=args.cache_dir, verbose=0)
@@ -129,4 +133,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

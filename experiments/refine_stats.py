@@ -1,6 +1,6 @@
 """Prints how a trained refiner changes images: content kept, move toward real.
 
-    python bench/refine_stats.py --model_dir=runs/gaze_demo [--n=512]
+    python -m experiments.refine_stats --model_dir=runs/gaze_demo [--n=512]
 
 Loads the run's config and its latest exported refiner, refines the first n synthetic
 images of its data folder and compares them with the synthetic and the real images:
@@ -14,13 +14,11 @@ images of its data folder and compares them with the synthetic and the real imag
 No labels are used. These figures are a quick check, not the paper's evaluation.
 """
 
-import json
 import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A finished training run.", required=True)
@@ -39,15 +37,15 @@ def main(argv):
     del argv
     import numpy as np
 
-    from simgan_tf import config as config_lib
     from simgan_tf.data import reader
     from simgan_tf.serving import export
 
-    with open(os.path.join(FLAGS.model_dir, "config.json")) as f:
-        config = config_lib.SimGANConfig.from_json(json.load(f))
-    export_base = os.path.join(FLAGS.model_dir, "export", "refiner")
-    version = max(int(v) for v in os.listdir(export_base) if v.isdigit())
-    refine = export.load_refiner(os.path.join(export_base, str(version)))
+    config = common.load_run_config(FLAGS.model_dir)
+    saved_model = common.latest_export(FLAGS.model_dir)
+    if saved_model is None:
+        raise SystemExit(f"No exported refiner in {FLAGS.model_dir}/export/refiner.")
+    version = os.path.basename(saved_model)
+    refine = export.load_refiner(saved_model)
     data_dir = config.data.data_dir
 
     def first(split):

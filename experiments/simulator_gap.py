@@ -7,25 +7,31 @@ should be clearly worse on real than on synthetic, while trained-on-real should 
 real (the real domain keeps the gaze recoverable).
 
 The angular error is the angle between the 3D unit gaze vectors of label and prediction,
-`eyes.gaze_to_vector`: `(-cos(p) sin(y), -sin(p), -cos(p) cos(y))`.
+`metrics.gaze_to_vector`: `(-cos(p) sin(y), -sin(p), -cos(p) cos(y))`.
 
 Usage:
-  python bench/simulator_gap.py [--n_train 8000] [--n_test 2000] [--epochs 12]
+  python -m experiments.simulator_gap [--n_train 8000] [--n_test 2000] [--epochs 12]
       [--grid /tmp/simulator_grid.png]
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import time
 
+from absl import app, flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from simgan_tf.evaluation import metrics
+from simgan_tf.simulators import eyes
+from experiments.common import to_inputs
 
-from simgan_tf.simulators import eyes  # noqa: E402
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("n_train", 8000, "Training images per domain.")
+flags.DEFINE_integer("n_test", 2000, "Test images per domain.")
+flags.DEFINE_integer("epochs", 12, "Training epochs of each estimator.")
+flags.DEFINE_integer("batch_size", 64, "Batch size of each estimator.")
+flags.DEFINE_string("grid", "/tmp/simulator_grid.png",
+                    "PNG of synthetic and real samples; empty to skip.")
 
 # Disjoint seeds per split; the label distribution is the same for all of them.
 SEEDS = {("synthetic", "train"): 101, ("real", "train"): 202,
@@ -34,10 +40,8 @@ SEEDS = {("synthetic", "train"): 101, ("real", "train"): 202,
 
 def angular_error_degrees(gaze_true: np.ndarray, gaze_pred: np.ndarray) -> np.ndarray:
     """Angles between label and predicted gaze, `[n]` degrees, from `[n, 2]` radians."""
-    a = eyes.gaze_to_vector(gaze_true)
-    b = eyes.gaze_to_vector(gaze_pred)
-    cos = np.clip(np.sum(a * b, axis=-1), -1.0, 1.0)  # both unit vectors
-    return np.degrees(np.arccos(cos))
+    return metrics.angular_errors(metrics.gaze_to_vector(gaze_true),
+                                  metrics.gaze_to_vector(gaze_pred))
 
 
 def build_estimator(keras, height: int, width: int):
@@ -52,10 +56,6 @@ def build_estimator(keras, height: int, width: int):
     x = layers.Dense(64, activation="relu")(x)
     outputs = layers.Dense(2)(x)
     return keras.Model(inputs, outputs)
-
-
-def to_inputs(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32) / 127.5 - 1.0
 
 
 def save_grid(path: str, count: int = 8, seed: int = 7) -> None:
@@ -122,16 +122,10 @@ def format_table(errors: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n_train", type=int, default=8000)
-    parser.add_argument("--n_test", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--grid", default="/tmp/simulator_grid.png",
-                        help="PNG of synthetic and real samples; empty to skip.")
-    args = parser.parse_args(argv)
-
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    args = FLAGS
     import keras  # slow import: only when running
     if args.grid:
         save_grid(args.grid)
@@ -143,4 +137,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

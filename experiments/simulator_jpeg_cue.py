@@ -2,11 +2,11 @@
 """Can a realism classifier tell the simulator's real eyes by their JPEG compression?
 
 The realism score of `evaluate.py` (a fresh classifier trained to tell real from
-candidate images, `simgan_tf.evaluation.realism`) should measure what a refiner can change. A fully
-convolutional refiner is translation-equivariant away from the image border, so it
-cannot lay an 8x8 grid of compression blocks over its output. This benchmark trains that
-classifier on real eyes against the same camera without JPEG (other gazes and nuisances
-of the same distribution), for three camera models:
+candidate images, `simgan_tf.evaluation.realism`) should measure what a refiner can
+change. A fully convolutional refiner is translation-equivariant away from the image
+border, so it cannot lay an 8x8 grid of compression blocks over its output. This
+experiment trains that classifier on real eyes against the same camera without JPEG
+(other gazes and nuisances of the same distribution), for three camera models:
 
   * `patch, aligned grid`: noise and JPEG applied to the 35x55 patch, the block grid on
     the patch grid (simulator data version 2);
@@ -19,23 +19,24 @@ has to close) and a pixel-scale noise figure (standard deviation of each pixel m
 mean of its 4 neighbours). 50% means indistinguishable.
 
 Usage:
-  python bench/simulator_jpeg_cue.py [--images 4000]
+  python -m experiments.simulator_jpeg_cue [--images 4000]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 import sys
 import time
 
+from absl import app, flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from simgan_tf.evaluation import realism  # noqa: E402
+from simgan_tf.evaluation import realism
 from simgan_tf.simulators import eyes
+from experiments.common import to_inputs
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("images", 4000, "images per set (half train, half test)")
 
 
 def render(n: int, seed: int, domain: str, config: eyes.SimulatorConfig, *,
@@ -59,12 +60,10 @@ def pixel_noise(images: np.ndarray) -> float:
     return float(residual.std())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=4000,
-                        help="images per set (half train, half test)")
-    args = parser.parse_args()
-    to_inputs = lambda images: images.astype(np.float32) / 127.5 - 1.0  # noqa: E731
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    args = FLAGS
     default = eyes.SimulatorConfig()
     patch = dataclasses.replace(default, camera_scale=1.0, resample_jitter=0.0)
     models = [("patch, aligned grid", patch, True), ("patch, random grid", patch, False),
@@ -86,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)
