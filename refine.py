@@ -12,13 +12,14 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("saved_model", None, "Exported refiner SavedModel folder "
-                    "(<model_dir>/export/refiner/<step>).", required=True)
-flags.DEFINE_string("input_dir", None, "Split folder to refine, e.g. <data>/synthetic.",
-                    required=True)
-flags.DEFINE_string("output_dir", None, "Split folder to write, e.g. <data>/refined.",
-                    required=True)
-flags.DEFINE_integer("batch_size", 256, "Images per refiner call.")
+
+def define_flags(*, input_help: str, output_help: str, batch_size: int) -> None:
+    """The flags of refine.py and refine_images.py: an export, what to refine, where to."""
+    flags.DEFINE_string("saved_model", None, "Exported refiner SavedModel folder "
+                        "(<model_dir>/export/refiner/<step>).", required=True)
+    flags.DEFINE_string("input_dir", None, input_help, required=True)
+    flags.DEFINE_string("output_dir", None, output_help, required=True)
+    flags.DEFINE_integer("batch_size", batch_size, "Images per refiner call.")
 
 
 def main(argv):
@@ -35,4 +36,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags(input_help="Split folder to refine, e.g. <data>/synthetic.",
+                 output_help="Split folder to write, e.g. <data>/refined.", batch_size=256)
     app.run(main)

@@ -10,15 +10,9 @@ import sys
 
 from absl import app, flags, logging
 
-FLAGS = flags.FLAGS
+from refine import define_flags  # the same four flags as refine.py
 
-flags.DEFINE_string("saved_model", None, "Exported refiner: <model_dir>/export/refiner/<step>.",
-                    required=True)
-flags.DEFINE_string("input_dir", None, "Folder of PNG/JPEG files of the export's image size.",
-                    required=True)
-flags.DEFINE_string("output_dir", None, "Where the refined PNG files go (same file stems).",
-                    required=True)
-flags.DEFINE_integer("batch_size", 32, "Images per refiner call.")
+FLAGS = flags.FLAGS
 
 
 def main(argv):
@@ -37,4 +31,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags(input_help="Folder of PNG/JPEG files of the export's image size.",
+                 output_help="Where the refined PNG files go (same file stems).", batch_size=32)
     app.run(main)

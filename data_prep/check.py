@@ -9,8 +9,9 @@ Checks, per split of `dataset.json`:
 * every record reads (no truncated or corrupt shard) and parses with
   `schema.feature_spec(label_fields)` (so every declared label is present with its
   length);
-* `image/height`, `image/width`, `image/channels` and the decoded PNG match the
-  declared shape and dtype (8-bit or 16-bit);
+* `image/height`, `image/width`, `image/channels` and the PNG header
+  (`schema.png_header_problem`: size, bit depth, color type) match the declared shape
+  and dtype (8-bit or 16-bit), and the PNG decodes;
 * `sample/domain` is the split's domain, `sample/key` is non-empty and unique in the
   split;
 * labels are finite and plausible: `label/gaze` and `label/head_pose` angles within
@@ -25,21 +26,17 @@ are reported as warnings only.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
 import sys
 
 import numpy as np
-from PIL import Image
 
 from simgan_tf.data import schema
 from simgan_tf.data.writer import sha256_file
 
 DEFAULT_MAX_PROBLEMS = 20
 _PARSE_BATCH = 256
-_PNG_MODES = {("uint8", 1): ("L",), ("uint8", 3): ("RGB",),
-              ("uint16", 1): ("I;16", "I;16B", "I;16L", "I")}
 # Labels whose values are angles in radians, each expected within (-pi/2, pi/2).
 ANGLE_LABELS = (schema.LABEL_GAZE, "label/head_pose")
 # Values per point, to report ranges per coordinate.
@@ -306,21 +303,14 @@ class _Checker:
                  int(row[schema.IMAGE_CHANNELS]))
         if shape != info.image_shape:
             bad(f"image/height, width, channels = {shape}, declared {info.image_shape}")
-        try:
-            with Image.open(io.BytesIO(row[schema.IMAGE_ENCODED])) as image:
-                image.load()
-                mode = image.mode
-                decoded = np.asarray(image)
-        except (OSError, ValueError, SyntaxError) as e:
-            bad(f"image/encoded does not decode as PNG: {e}")
+        header_problem = schema.png_header_problem(row[schema.IMAGE_ENCODED], info)
+        if header_problem is not None:
+            bad(header_problem)
         else:
-            decoded_shape = decoded.shape + (1,) if decoded.ndim == 2 else decoded.shape
-            expected_modes = _PNG_MODES.get((info.image_dtype, info.image_channels), ())
-            if decoded_shape != info.image_shape:
-                bad(f"decoded image shape {decoded_shape}, declared {info.image_shape}")
-            elif mode not in expected_modes:
-                bad(f"decoded image mode {mode!r}, expected {info.image_dtype} with "
-                    f"{info.image_channels} channel(s) (PNG mode {expected_modes})")
+            try:
+                schema.decode_png_numpy(row[schema.IMAGE_ENCODED], info.image_dtype)
+            except (OSError, ValueError, SyntaxError) as e:
+                bad(f"image/encoded does not decode as PNG: {e}")
         domain = row[schema.SAMPLE_DOMAIN].decode("utf-8", "replace")
         if domain != split_info.domain:
             bad(f"sample/domain {domain!r}, split domain {split_info.domain!r}")

@@ -38,6 +38,7 @@ from PIL import Image
 
 from data_prep import common
 from simgan_tf.data import schema
+from simgan_tf.evaluation import metrics
 
 NATIVE_SHAPE = (36, 60)  # (height, width) of the normalized eye images.
 OUTPUT_SIZE = (55, 35)  # (width, height) after resizing.
@@ -129,19 +130,6 @@ def read_evaluation_list(path: str) -> tuple[dict, int]:
             duplicates += entry in day_set
             day_set.add(entry)
     return selection, duplicates
-
-
-def gaze_to_pitch_yaw(vectors: np.ndarray) -> np.ndarray:
-    """Gaze `[N, 3]` vectors (OpenCV axes, y down) to `[N, 2]` (pitch, yaw) radians.
-
-    `pitch = asin(-y)`, `yaw = atan2(-x, -z)` on the normalized vector; `(0, 0)` looks
-    into the camera, positive pitch looks up. Zero vectors give NaN.
-    """
-    v = np.asarray(vectors, dtype=np.float64).reshape(-1, 3)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        v = v / np.linalg.norm(v, axis=1, keepdims=True)
-    return np.stack([np.arcsin(np.clip(-v[:, 1], -1, 1)),
-                     np.arctan2(-v[:, 0], -v[:, 2])], axis=1)
 
 
 def rodrigues(rotvecs: np.ndarray) -> np.ndarray:
@@ -283,7 +271,7 @@ def process_day(item: DayItem) -> list:
         return [common.Skip(e.reason, f"{name} {f} {eye} (listed)", e.detail)
                 for f, eye in sorted(item.selection)]
 
-    gazes = {eye: gaze_to_pitch_yaw(day[eye]["gaze"]) for eye in EYES}
+    gazes = {eye: metrics.vector_to_gaze(day[eye]["gaze"]) for eye in EYES}
     poses = {eye: pose_to_pitch_yaw(day[eye]["pose"]) for eye in EYES}
     results, found = [], set()
     for index, filename in enumerate(day["filenames"]):

@@ -41,6 +41,7 @@ from PIL import Image
 
 from data_prep import common
 from simgan_tf.data import schema
+from simgan_tf.evaluation import metrics
 
 SPLIT = "synthetic"
 # Crop (width, height) for a render of REFERENCE_SIZE (width, height); scaled otherwise.
@@ -163,8 +164,7 @@ def gaze_from_look_vec(look_vec) -> np.ndarray:
     norm = math.sqrt(x * x + y * y + z * z)
     if not math.isfinite(norm) or norm == 0.0:
         raise ValueError(f"Expected a non-zero finite look_vec. Received: {look_vec}")
-    x, y, z = x / norm, y / norm, z / norm
-    return np.array([math.asin(max(-1.0, min(1.0, y))), math.atan2(-x, -z)])
+    return metrics.vector_to_gaze([x, -y, z])  # y up -> the camera's y down
 
 
 def head_pose_from_euler(head_pose_deg) -> np.ndarray:

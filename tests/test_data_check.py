@@ -185,5 +185,5 @@ def test_train_py_reports_missing_data_dir(tmp_path):
          f"--data_dir={missing}", f"--model_dir={tmp_path / 'run'}"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
-    assert f"--data_dir does not exist: {missing}" in result.stderr
+    assert f"Data folder does not exist. Received: data_dir='{missing}'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -122,7 +122,9 @@ def test_wrong_image_size(tmp_path):
         ("synthetic", "synthetic-00000.tfrecord", 1)] * 2
     assert problems[0].message == (
         "image/height, width, channels = (36, 60, 1), declared (35, 55, 1)")
-    assert "decoded image shape (36, 60, 1)" in problems[1].message
+    assert problems[1].message == (
+        "PNG of 36x60, bit depth 8, color type 0 (1 channels); dataset.json says 35x55, "
+        "1 channel(s), uint8")
 
 
 def test_missing_field(tmp_path):
@@ -155,7 +157,7 @@ def test_implausible_values_duplicates_domain_and_dtype(tmp_path):
     assert messages[1] == "duplicate sample/key 'a'"
     assert messages[2] == "sample/domain 'real', split domain 'synthetic'"
     assert "label/gaze = [1.7" in messages[3] and "(-pi/2, pi/2)" in messages[3]
-    assert "decoded image mode 'I;16" in messages[4]
+    assert "PNG of 35x55, bit depth 16, color type 0" in messages[4]
 
 
 def test_joint_depths_must_be_positive(tmp_path):

@@ -13,6 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from data_prep import check, common, mpiigaze
 from simgan_tf.data import schema
+from simgan_tf.evaluation import metrics
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
 SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "samples")
@@ -120,13 +121,13 @@ def _keys(layout):
 
 def test_gaze_angles_hand_computed():
     root3 = math.sqrt(0.75)
-    got = mpiigaze.gaze_to_pitch_yaw([[0, 0, -1], [0, -0.5, -root3], [-0.5, 0, -root3],
-                                      [0, 1, -1]])
+    got = metrics.vector_to_gaze([[0, 0, -1], [0, -0.5, -root3], [-0.5, 0, -root3],
+                                  [0, 1, -1]])
     # Into the camera; 30 deg up (y < 0 is up in OpenCV axes); 30 deg yaw towards -x;
     # a non-unit vector 45 deg down.
     np.testing.assert_allclose(got, [[0, 0], [math.pi / 6, 0], [0, math.pi / 6],
                                      [-math.pi / 4, 0]], atol=1e-12)
-    pitch, yaw = mpiigaze.gaze_to_pitch_yaw(_gaze_vector(0.3, -0.2))[0]
+    pitch, yaw = metrics.vector_to_gaze(_gaze_vector(0.3, -0.2))
     assert pitch == pytest.approx(0.3) and yaw == pytest.approx(-0.2)
 
 

@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from simgan_tf.evaluation import metrics
-from simgan_tf.simulators import eyes
 
 
 def test_angular_errors_by_hand():
@@ -18,14 +17,47 @@ def test_angular_errors_by_hand():
                                [0.0, 90.0, 45.0, 180.0], atol=1e-6)
 
 
+def test_gaze_to_vector_convention():
+    vectors = metrics.gaze_to_vector(
+        np.array([[0.0, 0.0], [0.3, 0.0], [0.0, 0.3], [-0.2, 0.5]]))
+    assert vectors.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=-1), 1.0)
+    np.testing.assert_allclose(vectors[0], [0.0, 0.0, -1.0], atol=1e-12)
+    assert vectors[1, 1] < 0  # pitch > 0: up the image (y points down)
+    assert vectors[2, 0] < 0  # yaw > 0: to the image's left
+    np.testing.assert_allclose(vectors[3], [-np.cos(-0.2) * np.sin(0.5), -np.sin(-0.2),
+                                            -np.cos(-0.2) * np.cos(0.5)], atol=1e-12)
+
+
+def test_gaze_to_vector_of_tensors_matches_numpy_also_in_tf_data():
+    import tensorflow as tf
+
+    gaze = np.array([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.7]], np.float32)
+    got = metrics.gaze_to_vector(tf.constant(gaze))
+    assert tf.is_tensor(got) and got.dtype == tf.float32 and got.shape == (3, 3)
+    np.testing.assert_allclose(got.numpy(), metrics.gaze_to_vector(gaze), atol=1e-6)
+    mapped = tf.data.Dataset.from_tensor_slices(gaze).map(metrics.gaze_to_vector)
+    np.testing.assert_allclose(np.stack(list(mapped.as_numpy_iterator())), got.numpy())
+
+
+def test_vector_to_gaze_inverts_gaze_to_vector():
+    gaze = np.array([[0.0, 0.0], [0.3, -0.2], [-0.5, 0.7], [1.2, -2.9]])
+    np.testing.assert_allclose(metrics.vector_to_gaze(metrics.gaze_to_vector(gaze)), gaze,
+                               atol=1e-12)
+    # Any length; [..., 3] keeps its leading axes; a zero vector has no direction.
+    np.testing.assert_allclose(metrics.vector_to_gaze([0.0, 0.0, -7.0]), [0.0, 0.0])
+    assert metrics.vector_to_gaze(np.zeros((2, 4, 3))).shape == (2, 4, 2)
+    assert np.isnan(metrics.vector_to_gaze([0.0, 0.0, 0.0])).all()
+
+
 def test_angular_errors_of_gaze_angles():
     # Two gazes differing only in yaw by 10 degrees are 10 degrees apart.
     gaze = np.radians([[0.0, 5.0], [0.0, 15.0]])
-    v = eyes.gaze_to_vector(gaze)
+    v = metrics.gaze_to_vector(gaze)
     assert metrics.angular_errors(v[:1], v[1:])[0] == pytest.approx(10.0)
     # Pitch and yaw together: the angle between (p, y) = (30, 0) and (0, 40) degrees is
     # arccos(cos 30 cos 40) = 48.44 degrees.
-    v = eyes.gaze_to_vector(np.radians([[30.0, 0.0], [0.0, 40.0]]))
+    v = metrics.gaze_to_vector(np.radians([[30.0, 0.0], [0.0, 40.0]]))
     expected = np.degrees(np.arccos(np.cos(np.radians(30)) * np.cos(np.radians(40))))
     assert metrics.angular_errors(v[:1], v[1:])[0] == pytest.approx(expected)
     assert expected == pytest.approx(48.44, abs=0.01)

@@ -145,8 +145,8 @@ def test_wrong_shapes_fail_with_a_clear_error(refiner_export):
     good = encode(pattern_images(1, seed=0)[0], "PNG")
     small = encode(np.zeros((10, 12, 1), np.uint8), "JPEG")
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"image\] \[1\] \[of the batch decodes to shape\] \[10 12 1\] "
-                             r"\[but the refiner takes \[35, 55, 1\]\.\]"):
+                       match=r"image\] \[1\] \[of the batch\] \[decodes to shape\] \[10 12 1\] "
+                             r"\[but expected \[35, 55, 1\]\.\]"):
         refine.encoded([good, small])
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
         refine.encoded([b"not an image"])
@@ -207,3 +207,43 @@ def test_exports_without_the_bytes_signature_still_load(refiner_export, tmp_path
     assert tuple(refine.input_spec.shape) == (None, *SHAPE)
     with pytest.raises(ValueError, match="has no 'serving_bytes' signature"):
         refine.encoded([b""])
+
+
+def test_export_and_refinement_in_a_ram_filesystem_folder(refiner_export):
+    """Exports, model cards, refined splits and files go through tf.io.gfile (`ram://`)."""
+    from conftest import write_split
+    from simgan_tf.serving import image_files, refine_split
+
+    refiner, _ = refiner_export
+    root = "ram://test_export"
+    path = export.export_refiner(refiner, f"{root}/export", 3, SHAPE)
+    path = export.export_refiner(refiner, f"{root}/export", 3, SHAPE)  # replaces it
+    assert path == f"{root}/export/3"
+    assert [n.rstrip("/") for n in tf.io.gfile.listdir(f"{root}/export")] == ["3"]
+    assert export.read_model_card(path)["training_steps"] == 3
+    export.update_model_card(path, evaluation={"error": 1.5})
+    assert export.read_model_card(path)["evaluation"] == {"error": 1.5}
+    images = pattern_images(6, seed=9)
+    scaled = images.astype(np.float32) / 127.5 - 1
+    expected = reader.to_uint(refiner(scaled), "uint8").numpy()
+    np.testing.assert_array_equal(export.load_refiner(path)(scaled).numpy(),
+                                  refiner(scaled).numpy())
+
+    write_split(f"{root}/data", "synthetic", images, "synthetic")
+    info = refine_split.refine_split(path, f"{root}/data/synthetic", f"{root}/data/refined",
+                                     batch_size=4)
+    assert info.count == 6 and info.source["saved_model"] == path
+    refined = reader.load_arrays(f"{root}/data", "refined")["image"]
+    np.testing.assert_array_equal(reader.to_uint(refined, "uint8").numpy(), expected)
+
+    tf.io.gfile.makedirs(f"{root}/files")
+    for i, image in enumerate(images):
+        with tf.io.gfile.GFile(f"{root}/files/{i}.png", "wb") as f:
+            f.write(encode(image, "PNG"))
+    written = image_files.refine_folder(path, f"{root}/files", f"{root}/refined_files",
+                                        batch_size=4)
+    assert written == [f"{root}/refined_files/{i}.png" for i in range(6)]
+    for name, want in zip(written, expected):
+        with tf.io.gfile.GFile(name, "rb") as f:
+            np.testing.assert_array_equal(decode_png(f.read()), want)
+    tf.io.gfile.rmtree(root)

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from simgan_tf.modeling import losses
-from simgan_tf.modeling.discriminator import REAL, REFINED
+from simgan_tf.modeling.losses import REAL, REFINED
 
 
 def test_local_adversarial_loss_sums_patch_cross_entropy():
@@ -48,6 +48,11 @@ def test_refiner_and_discriminator_losses_combine_terms():
     adversarial, regularization = losses.refiner_loss(logits, refined, synthetic, 0.1)
     np.testing.assert_allclose(adversarial, [9 * math.log(2)] * 2, rtol=1e-6)
     np.testing.assert_allclose(regularization, [0.1 * 16 * 0.5] * 2, rtol=1e-6)
+    # Pretraining (no discriminator logits): the regularization term alone.
+    pretrain_adversarial, pretrain_regularization = losses.refiner_loss(
+        None, refined, synthetic, 0.1)
+    np.testing.assert_array_equal(pretrain_adversarial, [0.0, 0.0])
+    np.testing.assert_array_equal(pretrain_regularization, regularization)
     refined_logits = tf.constant([[[[5.0, 0.0]]]])  # confident "refined": small loss
     real_logits = tf.constant([[[[0.0, 5.0]]]])     # confident "real": small loss
     small = losses.discriminator_loss(refined_logits, real_logits)

@@ -100,7 +100,8 @@ def test_refine_split_rejects_bad_input(tmp_path, refiner_export):
     data_dir = str(tmp_path / "data")
     _write(data_dir, "synthetic", pattern_images(4, seed=1))
     synthetic = os.path.join(data_dir, "synthetic")
-    with pytest.raises(ValueError, match="must differ"):
+    with pytest.raises(ValueError, match=r"Expected output_dir to differ from input_dir\. "
+                                         r"Received: input_dir='.*synthetic', output_dir="):
         refine_split.refine_split(saved_model, synthetic, synthetic + "/")
     with pytest.raises(FileNotFoundError, match="SavedModel"):
         refine_split.refine_split(str(tmp_path / "nope"), synthetic, str(tmp_path / "x"))
@@ -112,6 +113,17 @@ def test_refine_split_rejects_bad_input(tmp_path, refiner_export):
     with pytest.raises(ValueError, match=r"takes images of shape \(35, 55, 1\)"):
         refine_split.refine_split(saved_model, os.path.join(other, "synthetic"),
                                 str(tmp_path / "x"))
+    # A record whose image has another size: the error names the file and record.
+    odd = str(tmp_path / "odd")
+    with SplitWriter(odd, "synthetic", domain="synthetic", image_shape=SHAPE) as writer:
+        for i, image in enumerate([*pattern_images(2, seed=1),
+                                   np.zeros((20, 20, 1), np.uint8)]):
+            writer.write(schema.encode_example(image, key=f"k{i}", domain="synthetic"))
+    with pytest.raises(ValueError, match=r"synthetic-00000\.tfrecord, record 2: cannot be "
+                                         r"refined: .*\[20 20 1\] \[but expected \[35, 55, 1\]"):
+        refine_split.refine_split(saved_model, os.path.join(odd, "synthetic"),
+                                  os.path.join(odd, "refined"))
+    assert "refined" not in schema.read_dataset_info(odd).splits
     # A corrupt shard: the error names the file; nothing is published.
     path = reader.list_shards(synthetic)[0][0]
     with open(path, "r+b") as f:

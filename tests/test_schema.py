@@ -103,3 +103,46 @@ def test_encoded_bytes_do_not_depend_on_the_process_hash_seed():
                               cwd=root, env={**os.environ, "PYTHONHASHSEED": seed},
                               check=True).stdout for seed in ("1", "2", "3")}
     assert len(outputs) == 1
+
+
+def _png_cases():
+    gray = schema.encode_png(np.zeros((35, 55, 1), np.uint8))
+    depth = schema.encode_png(np.zeros((16, 24, 1), np.uint16))
+    rgb = schema.encode_png(np.zeros((7, 9, 3), np.uint8))
+    not_ihdr = gray[:12] + b"IDAT" + gray[16:]
+    return [(gray, (35, 55, 8, 0)), (depth, (16, 24, 16, 0)), (rgb, (7, 9, 8, 2)),
+            (gray[:32], None), (b"", None), (b"\xff\xd8\xff" + gray[3:], None),
+            (not_ihdr, None)]
+
+
+@pytest.mark.parametrize("encoded, header", _png_cases())
+def test_png_header_in_python_and_in_graph_agree(encoded, header):
+    assert schema.png_header(encoded) == header
+    got, is_png = schema.png_header_tensor(tf.constant(encoded))
+    assert bool(is_png) == (header is not None)
+    if header is not None:
+        assert tuple(got.numpy()) == header
+
+
+def test_png_header_problem_says_what_was_found_and_expected():
+    info = schema.DatasetInfo(35, 55, 1)
+    assert info.png_header == (35, 55, 8, 0)
+    assert schema.png_header_problem(schema.encode_png(np.zeros((35, 55, 1), np.uint8)),
+                                     info) is None
+    assert schema.png_header_problem(b"GIF89a", info) == "image/encoded is not a PNG"
+    assert schema.png_header_problem(schema.encode_png(np.zeros((35, 55, 3), np.uint8)),
+                                     info) == (
+        "PNG of 35x55, bit depth 8, color type 2 (3 channels); dataset.json says 35x55, "
+        "1 channel(s), uint8")
+    assert schema.DatasetInfo(16, 16, 1, "uint16").png_header == (16, 16, 16, 0)
+
+
+def test_get_split_names_the_folder():
+    info = schema.DatasetInfo(35, 55, 1, splits={
+        "real": schema.SplitInfo(count=0, domain="real", shards=[], label_fields={})})
+    with pytest.raises(ValueError, match=r"/d/dataset.json has no split 'synthetic'\. "
+                                         r"Available: \['real'\]"):
+        info.get_split("synthetic", "/d")
+    with pytest.raises(ValueError, match=r"Split 'real' of /d is empty"):
+        info.get_split("real", "/d")
+    assert info.get_split("real", "/d", allow_empty=True).domain == "real"

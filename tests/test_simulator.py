@@ -107,15 +107,6 @@ def test_sample_gaze_is_uniform_in_ranges():
     assert abs(np.corrcoef(gaze.T)[0, 1]) < 0.03
 
 
-def test_gaze_to_vector_convention():
-    vectors = eyes.gaze_to_vector(
-        np.array([[0.0, 0.0], [0.3, 0.0], [0.0, 0.3], [-0.2, 0.5]]))
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=-1), 1.0)
-    np.testing.assert_allclose(vectors[0], [0.0, 0.0, -1.0], atol=1e-12)
-    assert vectors[1, 1] < 0  # pitch > 0: up the image (y points down)
-    assert vectors[2, 0] < 0  # yaw > 0: to the image's left
-
-
 @pytest.mark.parametrize("axis, angle_index, sign_of_move", [
     # yaw > 0 moves the pupil to the image's left (x decreases).
     (0, 1, -1),

@@ -106,7 +106,9 @@ def test_load_images_refines_the_other_split(shifted_data_dir, refiner_export):
     np.testing.assert_allclose(again, refiner(images).numpy(), atol=1e-5)
     other, _ = turing_test.load_images(shifted_data_dir, "synthetic", 5, seed=4)
     assert not np.array_equal(other, images)  # the seed picks the images
-    with pytest.raises(ValueError, match="has 256 images; the test asks for 300"):
+    with pytest.raises(ValueError,
+                       match=r"has 256 images; expected a count of at most 256\. "
+                             r"Received: count=300"):
         turing_test.load_images(shifted_data_dir, "synthetic", 300, seed=0)
 
 

@@ -89,3 +89,31 @@ def test_validates_arguments(tmp_path, kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         SplitWriter(str(tmp_path), "synthetic", **args)
+
+
+def test_split_in_a_ram_filesystem_folder_writes_and_reads_back():
+    """Every file access goes through tf.io.gfile: a `ram://` (or `gs://`) folder works."""
+    from simgan_tf.data import reader, validation
+
+    data_dir = "ram://test_writer/data"
+    examples = _examples(12)
+    _write(data_dir, "synthetic", examples[:3])
+    _write(data_dir, "synthetic", examples, shard_bytes=len(examples[0]) * 5)  # replaces
+    assert sorted(tf.io.gfile.listdir(data_dir)) == ["dataset.json", "synthetic"]
+    info = schema.read_dataset_info(data_dir)
+    split = info.splits["synthetic"]
+    assert split.count == 12 and [s["count"] for s in split.shards] == [5, 5, 2]
+    paths, compression = reader.list_shards(f"{data_dir}/synthetic")
+    assert [os.path.basename(p) for p in paths] == [s["file"] for s in split.shards]
+    assert compression is None
+    for path, shard in zip(paths, split.shards):
+        with tf.io.gfile.GFile(path, "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == shard["sha256"]
+    reports = validation.validate_split(data_dir, "synthetic", info)
+    assert [r.records for r in reports] == [5, 5, 2]
+    arrays = reader.load_arrays(data_dir, "synthetic", ("image", "key", schema.LABEL_GAZE))
+    assert [k.decode() for k in arrays["key"]] == [f"k{i:03d}" for i in range(12)]
+    np.testing.assert_array_equal(arrays[schema.LABEL_GAZE][:, 0], np.arange(12))
+    np.testing.assert_allclose(arrays["image"][:2, 0, 0, 0], [7 / 127.5 - 1, 107 / 127.5 - 1],
+                               atol=1e-6)
+    tf.io.gfile.rmtree("ram://test_writer")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import tensorflow as tf
 from absl import logging
 
 from simgan_tf.data import schema
@@ -122,7 +123,7 @@ def ensure_simulator_data(cache_dir: str | None = None, *, num_synthetic: int,
     wanted = {"synthetic": ("synthetic", num_synthetic), "real": ("real", num_real),
               "real_test": ("real", num_real_test)}
     existing = {}
-    if os.path.exists(schema.dataset_info_path(data_dir)):
+    if tf.io.gfile.exists(schema.dataset_info_path(data_dir)):
         existing = schema.read_dataset_info(data_dir).splits
     seeds = split_seeds(seed)
     noun = "eye images" if kind == "eyes" else f"{size}x{size} hand depth images"

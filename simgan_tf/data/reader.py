@@ -11,9 +11,10 @@ p / 32767.5 - 1. Depth data sets its range in mm (NYU hand and the hand simulato
 
 Bad records: records travel with their file and index in the file, so a record that is
 missing a field or whose PNG header (size, channels, bit depth) disagrees with
-`dataset.json` fails with an error naming both ("Bad input data in <file>, record <i>:
-..."), or, in `training_dataset(skip_bad_records=True)`, is dropped and counted.
-`data_check` holds the validation pass run before training.
+`dataset.json` fails with an error naming both (worded by
+`validation.bad_record_message`; `validation.raise_for_input_error` turns it back into a
+`BadRecordError`), or, in `training_dataset(skip_bad_records=True)`, is dropped and
+counted. `validation` also holds the validation pass run before training.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from simgan_tf.data import schema
+from simgan_tf.data import schema, validation
 
 _TF_DTYPE = {"uint8": tf.uint8, "uint16": tf.uint16}
 
 
 def list_shards(split_dir: str) -> tuple[list[str], str | None]:
-    """Lists the TFRecord shards of one split folder, sorted by name.
+    """Lists the TFRecord shards of one split folder (any `tf.io.gfile` path), sorted by name.
 
     Returns:
       (paths, compression) with compression `None` or `"GZIP"`.
@@ -38,9 +39,9 @@ def list_shards(split_dir: str) -> tuple[list[str], str | None]:
       FileNotFoundError: if the folder is missing or holds no shards.
       ValueError: if it mixes compressed and uncompressed shards.
     """
-    if not os.path.isdir(split_dir):
+    if not tf.io.gfile.isdir(split_dir):
         raise FileNotFoundError(f"Split folder does not exist: {split_dir}")
-    names = sorted(os.listdir(split_dir))
+    names = sorted(tf.io.gfile.listdir(split_dir))
     plain = [n for n in names if n.endswith(".tfrecord")]
     gzip = [n for n in names if n.endswith(".tfrecord.gz")]
     if plain and gzip:
@@ -54,24 +55,61 @@ def list_shards(split_dir: str) -> tuple[list[str], str | None]:
     return [os.path.join(split_dir, n) for n in chosen], compression
 
 
-def _range(image_dtype, pixel_range):
-    if pixel_range is None:
-        return 0.0, float(np.iinfo(image_dtype).max)
-    return tuple(schema.check_pixel_range(pixel_range, image_dtype))
-
-
 def scale_image(image: tf.Tensor, image_dtype: str = "uint8", pixel_range=None) -> tf.Tensor:
     """Maps uint8/uint16 pixels to float32 in [-1, 1] (see the module docstring)."""
-    lo, hi = _range(image_dtype, pixel_range)
+    lo, hi = schema.value_range(image_dtype, pixel_range)
     scaled = (tf.cast(image, tf.float32) - lo) * (2.0 / (hi - lo)) - 1.0
     return tf.clip_by_value(scaled, -1.0, 1.0) if pixel_range is not None else scaled
 
 
 def to_uint(images: tf.Tensor, image_dtype: str = "uint8", pixel_range=None) -> tf.Tensor:
     """Inverse of `scale_image`: float in [-1, 1] (clipped) to uint8/uint16 pixels."""
-    lo, hi = _range(image_dtype, pixel_range)
+    lo, hi = schema.value_range(image_dtype, pixel_range)
     pixels = tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * ((hi - lo) / 2.0) + lo)
     return tf.cast(pixels, _TF_DTYPE[image_dtype])
+
+
+def decode_image(encoded: tf.Tensor, image_shape: tuple[int, int, int],
+                 image_dtype: str = "uint8", pixel_range=None, *, any_format: bool = False,
+                 context=None) -> tf.Tensor:
+    """Decodes one encoded image and scales it to float32 `[H, W, C]` in [-1, 1].
+
+    The one decoder of the package: the input pipeline, the export's bytes signature (in
+    its graph) and the refine clients all call it.
+
+    Args:
+      encoded: scalar string tensor, a PNG file (8- or 16-bit as `image_dtype`).
+      image_shape: `(H, W, C)`; the image is decoded to C channels (colour converted).
+      image_dtype: `uint8` or `uint16`, the pixel type decoded.
+      pixel_range: `[lo, hi]` mapped to [-1, 1] (`None`: the dtype's range); see
+        `scale_image`.
+      any_format: for `uint8`, also decode JPEG, BMP and GIF (first frame).
+      context: `None`, or strings and tensors naming the image (e.g. `["image", i, "of
+        the batch"]`); an image of another height or width raises `InvalidArgumentError`,
+        from `tf.ensure_shape` without `context`, else "<context> decodes to shape
+        [h w c] but expected [H, W, C]" (checked when the graph runs, so that a serving
+        graph whose input shape is unknown still checks).
+
+    Returns:
+      float32 `[H, W, C]`.
+    """
+    height, width, channels = image_shape
+    if any_format and image_dtype == "uint8":
+        image = tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8,
+                                   expand_animations=False)
+    else:
+        image = tf.io.decode_png(encoded, channels=channels, dtype=_TF_DTYPE[image_dtype])
+    if context is None:
+        image = tf.ensure_shape(image, image_shape)
+    else:
+        shape = tf.shape(image)
+        check = tf.debugging.Assert(
+            tf.reduce_all(tf.equal(shape[:2], [height, width])),
+            [*context, "decodes to shape", shape,
+             f"but expected [{height}, {width}, {channels}]."], summarize=8)
+        with tf.control_dependencies([check]):
+            image = tf.reshape(tf.identity(image), image_shape)
+    return scale_image(image, image_dtype, pixel_range)
 
 
 def make_parse_fn(info: schema.DatasetInfo, split: str):
@@ -98,15 +136,14 @@ def make_parse_fn(info: schema.DatasetInfo, split: str):
         sizes = tf.stack([tf.size(values[name]) for name in names])
         key = tf.strings.reduce_join(values[schema.SAMPLE_KEY])
         ok = tf.reduce_all(tf.equal(sizes, [lengths[name] for name in names]))
-        assertion = tf.debugging.Assert(ok, [_where(path, index, key, split, [
+        assertion = tf.debugging.Assert(ok, [validation.bad_record_message(
+            path, index, key, split, [
             f"value counts of {', '.join(names)} are ", tf.strings.format("{}", sizes, summarize=-1),
             f", expected {' '.join(str(lengths[n]) for n in names)} (0: field missing)"])])
         with tf.control_dependencies([assertion]):
             encoded, _ = image_check(path, index, serialized, key=key)
-        image = tf.io.decode_png(encoded, channels=info.image_channels, dtype=_TF_DTYPE[dtype])
-        image = tf.ensure_shape(image, info.image_shape)
         out = {
-            "image": scale_image(image, dtype, info.pixel_range),
+            "image": decode_image(encoded, info.image_shape, dtype, info.pixel_range),
             "key": key,
             "domain": tf.strings.reduce_join(values[schema.SAMPLE_DOMAIN]),
         }
@@ -146,12 +183,7 @@ def read_split(data_dir: str, split: str, *, info: schema.DatasetInfo | None = N
       FileNotFoundError, ValueError: missing folder or split, no shards, empty split.
     """
     info = info or schema.read_dataset_info(data_dir)
-    if split not in info.splits:
-        raise ValueError(
-            f"{schema.dataset_info_path(data_dir)} has no split {split!r}. "
-            f"Available: {sorted(info.splits)}.")
-    if info.splits[split].count == 0:
-        raise ValueError(f"Split {split!r} of {data_dir} is empty (dataset.json count 0).")
+    info.get_split(split, data_dir)
     paths, compression = list_shards(os.path.join(data_dir, split))
     records = _numbered_records(paths, compression, shuffle=shuffle, repeat=repeat, seed=seed,
                                 deterministic=deterministic, input_context=input_context,
@@ -219,24 +251,8 @@ def check_image_shape(info: schema.DatasetInfo, data_dir: str,
     if tuple(info.image_shape) != tuple(image_shape):
         raise ValueError(
             f"{schema.dataset_info_path(data_dir)} holds images of shape "
-            f"{info.image_shape} but the config expects {tuple(image_shape)}; pick the "
-            "matching --dataset preset.")
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_COLOR_TYPE = {1: 0, 3: 2}
-_PNG_BIT_DEPTH = {"uint8": 8, "uint16": 16}
-
-
-def _where(path, index, key, split, details):
-    """The message of a bad record, as `data_check.BadRecordError` words it."""
-    return tf.strings.join([
-        "Bad input data in ", path, ", record ", tf.strings.as_string(index), ": (key ",
-        key, f", split {split}) ", *details, ERROR_END])
-
-
-# Ends the messages of bad records raised in the pipeline (TensorFlow appends its own).
-ERROR_END = " <end>"
+            f"{info.image_shape}; expected the config's image shape. Received: "
+            f"image_shape={tuple(image_shape)}")
 
 
 def _numbered_records(paths, compression, *, shuffle, repeat, seed, deterministic,
@@ -273,30 +289,24 @@ def make_image_check_fn(info: schema.DatasetInfo, split: str, *, fail: bool):
     height, width, channels = info.image_shape
     spec = {schema.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string, default_value=""),
             schema.SAMPLE_KEY: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    _, _, bit_depth, color_type = info.png_header
     expected = (f"dataset.json says {height}x{width}, {channels} channel(s) (PNG color "
-                f"type {_PNG_COLOR_TYPE[channels]}), bit depth {_PNG_BIT_DEPTH[info.image_dtype]}")
+                f"type {color_type}), bit depth {bit_depth}")
 
     def check(path, index, serialized, key=None):
         parsed = tf.io.parse_single_example(serialized, spec)
         encoded = parsed[schema.IMAGE_ENCODED]
         key = parsed[schema.SAMPLE_KEY] if key is None else key
-        padded = tf.strings.join([encoded, tf.constant(b"\0" * 33)])
-        header = tf.io.decode_raw(tf.strings.substr(padded, 16, 10), tf.uint8)
-        header = tf.cast(header, tf.int64)
-        png_width = header[0] * 2**24 + header[1] * 2**16 + header[2] * 2**8 + header[3]
-        png_height = header[4] * 2**24 + header[5] * 2**16 + header[6] * 2**8 + header[7]
-        ok = tf.reduce_all(tf.stack([
-            tf.strings.length(encoded) >= 33,
-            tf.equal(tf.strings.substr(padded, 0, 8), _PNG_SIGNATURE),
-            tf.equal(png_height, height), tf.equal(png_width, width),
-            tf.equal(header[8], _PNG_BIT_DEPTH[info.image_dtype]),
-            tf.equal(header[9], _PNG_COLOR_TYPE[channels])]))
+        header, is_png = schema.png_header_tensor(encoded)
+        ok = tf.logical_and(is_png, tf.reduce_all(tf.equal(header, info.png_header)))
+        png_height, png_width = header[0], header[1]
         if fail:
             number = tf.strings.as_string
-            assertion = tf.debugging.Assert(ok, [_where(path, index, key, split, [
+            assertion = tf.debugging.Assert(ok, [validation.bad_record_message(
+                path, index, key, split, [
                 "image/encoded of ", number(tf.strings.length(encoded)),
                 " bytes, PNG header height ", number(png_height), " width ", number(png_width),
-                " bit depth ", number(header[8]), " color type ", number(header[9]),
+                " bit depth ", number(header[2]), " color type ", number(header[3]),
                 f" (0 if missing or not a PNG); {expected}"])])
             with tf.control_dependencies([assertion]):
                 encoded = tf.identity(encoded)
@@ -315,12 +325,9 @@ def _split_images(data_dir, split, info, *, batch_size, seed, shuffle_buffer, de
     records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     checked = records.map(make_image_check_fn(info, split, fail=not skip_bad_records),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    channels, dtype = info.image_channels, info.image_dtype
 
     def decode(encoded):
-        image = tf.io.decode_png(encoded, channels=channels, dtype=_TF_DTYPE[dtype])
-        image = tf.ensure_shape(image, info.image_shape)
-        return scale_image(image, dtype, info.pixel_range)
+        return decode_image(encoded, info.image_shape, info.image_dtype, info.pixel_range)
 
     if not skip_bad_records:
         images = checked.map(lambda encoded, ok: decode(encoded),
@@ -367,11 +374,7 @@ def training_dataset(data_dir: str, *, synthetic_split: str, real_split: str,
     info = schema.read_dataset_info(data_dir)
     check_image_shape(info, data_dir, image_shape)
     for split in (synthetic_split, real_split):
-        if split not in info.splits:
-            raise ValueError(f"{schema.dataset_info_path(data_dir)} has no split {split!r}. "
-                             f"Available: {sorted(info.splits)}.")
-        if info.splits[split].count == 0:
-            raise ValueError(f"Split {split!r} of {data_dir} is empty (dataset.json count 0).")
+        info.get_split(split, data_dir)
     kwargs = dict(batch_size=batch_size, shuffle_buffer=shuffle_buffer,
                   deterministic=deterministic, input_context=input_context,
                   skip_bad_records=skip_bad_records)

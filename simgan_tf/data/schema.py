@@ -21,6 +21,13 @@ Every record is a `tf.train.Example` with these features:
 Labels are stored when known; a split's `dataset.json` entry lists which. Fields may be
 added, never renamed. `SCHEMA_VERSION` changes only when an existing field changes
 meaning.
+
+`image/encoded` is checked without decoding by its PNG header (`png_header` in Python,
+`png_header_tensor` in graph, against `DatasetInfo.png_header`). `dataset.json` is read and
+written through `tf.io.gfile`, so a data folder may be local, `gs://` or `ram://`.
+
+This module is longer than 400 lines on purpose: the record format, the PNG header of its
+images and `dataset.json` are one definition, imported by every writer, reader and check.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
+import struct
+import uuid
 from typing import Any, Mapping
 
 import numpy as np
@@ -52,6 +60,14 @@ DOMAINS = ("synthetic", "real")
 IMAGE_DTYPES = ("uint8", "uint16")
 COMPRESSIONS = (None, "GZIP")
 SHARD_SUFFIXES = {None: ".tfrecord", "GZIP": ".tfrecord.gz"}
+
+# The PNG header every `image/encoded` starts with: the 8-byte signature, then the IHDR
+# chunk (length, "IHDR", width, height, bit depth, color type, ...) up to byte 33.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_HEADER_BYTES = 33
+PNG_COLOR_TYPES = {1: 0, 3: 2}  # image channels -> PNG color type (gray, RGB)
+PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG color type -> channels
+PNG_BIT_DEPTHS = {"uint8": 8, "uint16": 16}  # image dtype -> PNG bit depth
 
 # Label fields with a fixed length. Other `label/*` fields have the length their
 # writer records in dataset.json (`label_fields`).
@@ -116,6 +132,54 @@ def decode_png_numpy(data: bytes, dtype: str = "uint8") -> np.ndarray:
         array = np.asarray(pil)
     array = array.astype(dtype, copy=False)
     return array[..., None] if array.ndim == 2 else array
+
+
+def png_header(encoded: bytes) -> tuple[int, int, int, int] | None:
+    """`(height, width, bit_depth, color_type)` of PNG bytes, `None` if not a PNG.
+
+    Reads the signature and the IHDR chunk only (no decoding); `png_header_tensor` is the
+    same check in a TensorFlow graph.
+    """
+    if (len(encoded) < PNG_HEADER_BYTES or not encoded.startswith(PNG_SIGNATURE)
+            or encoded[12:16] != b"IHDR"):
+        return None
+    width, height, bit_depth, color_type = struct.unpack(">IIBB", encoded[16:26])
+    return height, width, bit_depth, color_type
+
+
+def png_header_tensor(encoded):
+    """`png_header` of a scalar string tensor, in graph (for input pipelines and exports).
+
+    Returns:
+      `(header, is_png)`: int64 `[4]` (height, width, bit_depth, color_type), zeros where
+      the bytes are too short, and a bool scalar, whether `encoded` starts with a PNG
+      signature and IHDR chunk.
+    """
+    import tensorflow as tf
+
+    padded = tf.strings.join([encoded, tf.constant(b"\0" * PNG_HEADER_BYTES)])
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 16, 10), tf.uint8), tf.int64)
+    width = raw[0] * 2**24 + raw[1] * 2**16 + raw[2] * 2**8 + raw[3]
+    height = raw[4] * 2**24 + raw[5] * 2**16 + raw[6] * 2**8 + raw[7]
+    is_png = tf.reduce_all(tf.stack([
+        tf.strings.length(encoded) >= PNG_HEADER_BYTES,
+        tf.equal(tf.strings.substr(padded, 0, 8), PNG_SIGNATURE),
+        tf.equal(tf.strings.substr(padded, 12, 4), b"IHDR")]))
+    return tf.stack([height, width, raw[8], raw[9]]), is_png
+
+
+def png_header_problem(encoded: bytes, info: "DatasetInfo") -> str | None:
+    """What is wrong with the PNG header of `encoded` for `info`, or `None` if nothing."""
+    header = png_header(encoded)
+    if header is None:
+        return "image/encoded is not a PNG"
+    if header == info.png_header:
+        return None
+    height, width, bit_depth, color_type = header
+    return (f"PNG of {height}x{width}, bit depth {bit_depth}, color type {color_type} "
+            f"({PNG_CHANNELS.get(color_type, '?')} channels); dataset.json says "
+            f"{info.image_height}x{info.image_width}, {info.image_channels} channel(s), "
+            f"{info.image_dtype}")
 
 
 def encode_example(image: np.ndarray, *, key: str, domain: str,
@@ -258,13 +322,30 @@ class DatasetInfo:
     @property
     def value_range(self) -> tuple[float, float]:
         """The `(lo, hi)` pixel values mapped to -1 and +1."""
-        if self.pixel_range is not None:
-            return tuple(self.pixel_range)
-        return (0.0, float(np.iinfo(self.image_dtype).max))
+        return value_range(self.image_dtype, self.pixel_range)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.image_height, self.image_width, self.image_channels)
+
+    def get_split(self, split: str, data_dir: str, *, allow_empty: bool = False) -> SplitInfo:
+        """The `SplitInfo` of `split`; `data_dir` (this folder) is named in errors.
+
+        Raises:
+          ValueError: if there is no such split, or, unless `allow_empty`, it is empty.
+        """
+        if split not in self.splits:
+            raise ValueError(f"{dataset_info_path(data_dir)} has no split {split!r}. "
+                             f"Available: {sorted(self.splits)}.")
+        if not allow_empty and self.splits[split].count == 0:
+            raise ValueError(f"Split {split!r} of {data_dir} is empty (dataset.json count 0).")
+        return self.splits[split]
+
+    @property
+    def png_header(self) -> tuple[int, int, int, int]:
+        """The `png_header` every image must have: (height, width, bit depth, color type)."""
+        return (self.image_height, self.image_width, PNG_BIT_DEPTHS[self.image_dtype],
+                PNG_COLOR_TYPES[self.image_channels])
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -302,44 +383,58 @@ def check_pixel_range(pixel_range, image_dtype: str) -> list:
     return [lo, hi]
 
 
+def value_range(image_dtype: str, pixel_range=None) -> tuple[float, float]:
+    """The `(lo, hi)` pixel values mapped to -1 and +1: `pixel_range` (validated), or the
+    dtype's full range, `(0, 255)` or `(0, 65535)`, when it is `None`."""
+    if pixel_range is None:
+        return 0.0, float(np.iinfo(image_dtype).max)
+    return tuple(check_pixel_range(pixel_range, image_dtype))
+
+
 def dataset_info_path(data_dir: str) -> str:
     return os.path.join(data_dir, DATASET_INFO_FILE)
 
 
 def read_dataset_info(data_dir: str) -> DatasetInfo:
-    """Reads `<data_dir>/dataset.json`.
+    """Reads `<data_dir>/dataset.json` (any `tf.io.gfile` path: local, `gs://`, `ram://`).
 
     Raises:
       FileNotFoundError: if the folder or its `dataset.json` does not exist.
       ValueError: if the file is not valid JSON or lacks fields.
     """
+    import tensorflow as tf
+
     path = dataset_info_path(data_dir)
-    if not os.path.isdir(data_dir):
+    if not tf.io.gfile.isdir(data_dir):
         raise FileNotFoundError(f"Data folder does not exist: {data_dir}")
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
             f"{path} not found: a data folder needs a dataset.json (see README, "
             "'TFRecord schema').")
-    with open(path, encoding="utf-8") as f:
+    with tf.io.gfile.GFile(path, "r") as f:
         try:
-            data = json.load(f)
+            data = json.loads(f.read())
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e}).") from None
     return DatasetInfo.from_json(data, path)
 
 
 def write_json_atomic(path: str, data: Any, sort_keys: bool = True) -> None:
-    """Writes JSON to `path` through a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    """Writes JSON to `path` (any `tf.io.gfile` path) through a temporary file and a rename.
+
+    The rename is atomic on local disks; on object stores (`gs://`) it is a copy, after
+    which the file is complete or absent, never half-written.
+    """
+    import tensorflow as tf
+
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex[:8]}.json")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=sort_keys)
-            f.write("\n")
-        os.replace(tmp, path)
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
+        tf.io.gfile.rename(tmp, path, overwrite=True)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
         raise
 
 
@@ -350,8 +445,10 @@ def check_compatible(data_dir: str, split: str, image_shape, image_dtype: str,
     Raises:
       ValueError: if the folder holds images of another shape, dtype or pixel range.
     """
+    import tensorflow as tf
+
     path = dataset_info_path(data_dir)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         return None
     info = read_dataset_info(data_dir)
     wanted = None if pixel_range is None else check_pixel_range(pixel_range, image_dtype)

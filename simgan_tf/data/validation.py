@@ -9,10 +9,13 @@ record of every shard**: a `tf.train.Example` with every field of the schema and
 split's `label_fields`, holding a PNG of the image size, channel count and bit depth of
 `dataset.json`.
 
-Records deeper in a shard are checked while training (`reader.training_dataset`, whose
-messages name the file and record index); a failure that TensorFlow reports without a
-file (a corrupt record's checksum, an undecodable PNG body) is located afterwards by
-`find_bad_record`, which reads the splits record by record.
+Records deeper in a shard are checked while training (`reader.training_dataset`). This
+module owns how such a failure becomes a `BadRecordError`: tf.data errors carry only
+text, so the pipeline words a bad record with `bad_record_message` ("Bad input data in
+<file>, record <i>: ... <end>") and `raise_for_input_error`, the training loop's input
+error hook, parses it back into a `BadRecordError` with `path` and `index`. A failure that
+TensorFlow reports without a file (a corrupt record's checksum, an undecodable PNG body)
+is located by `find_bad_record`, which reads the splits record by record.
 
 With `skip_bad_records`, a truncated shard is not an error: its readable records are
 used and the others counted as skipped (`ShardReport.unreadable`).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import struct
 
 import numpy as np
@@ -30,11 +34,17 @@ from absl import logging
 
 from simgan_tf.data import schema
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_COLOR_TYPE = {1: 0, 3: 2}  # channels -> PNG color type (gray, RGB)
-_PNG_BIT_DEPTH = {"uint8": 8, "uint16": 16}
 _REQUIRED = (schema.IMAGE_ENCODED, schema.IMAGE_HEIGHT, schema.IMAGE_WIDTH,
              schema.IMAGE_CHANNELS, schema.SAMPLE_KEY, schema.SAMPLE_DOMAIN)
+
+
+# The one wording of a bad record, in Python (`BadRecordError`) and in the input
+# pipeline's graph (`bad_record_message`), parsed back by `parse_input_error`.
+_MESSAGE_START = "Bad input data in "
+_MESSAGE_END = " <end>"  # ends the in-graph message; TensorFlow appends its own text
+_MESSAGE = re.compile(r"Bad input data in (?P<path>.+?), record (?P<index>\d+): (?P<problem>.*)",
+                      re.DOTALL)
+_INPUT_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
 
 
 class BadRecordError(ValueError):
@@ -43,21 +53,79 @@ class BadRecordError(ValueError):
     Attributes:
       path: the shard file.
       index: 0-based record index in the shard, or `None` for a whole-file problem.
+      problem: what is wrong with it.
     """
 
     def __init__(self, path: str, index: int | None, problem: str):
         where = f"{path}" if index is None else f"{path}, record {index}"
-        super().__init__(f"Bad input data in {where}: {problem}")
+        super().__init__(f"{_MESSAGE_START}{where}: {problem}")
         self.path = path
         self.index = index
+        self.problem = problem
 
-    @classmethod
-    def from_message(cls, message: str) -> "BadRecordError":
-        """The error raised in the input pipeline, whose message names file and record."""
-        error = ValueError.__new__(cls)
-        ValueError.__init__(error, message)
-        error.path = error.index = None
-        return error
+
+def bad_record_message(path: tf.Tensor, index: tf.Tensor, key: tf.Tensor, split: str,
+                       details) -> tf.Tensor:
+    """The message of a bad record inside the input pipeline: a scalar string tensor.
+
+    For `tf.debugging.Assert` in the pipeline's graph; `parse_input_error` turns the
+    error it raises into the `BadRecordError` of the same record.
+
+    Args:
+      path: scalar string, the shard file.
+      index: scalar int64, the record's 0-based index in the shard.
+      key: scalar string, the record's `sample/key`.
+      split: the split's name.
+      details: strings and scalar string tensors saying what is wrong (joined as is).
+    """
+    return tf.strings.join([
+        _MESSAGE_START, path, ", record ", tf.strings.as_string(index), ": (key ", key,
+        f", split {split}) ", *details, _MESSAGE_END])
+
+
+def parse_input_error(error: Exception) -> BadRecordError | None:
+    """The `BadRecordError` named by an input pipeline error's message, or `None`."""
+    message = getattr(error, "message", str(error))
+    start = message.find(_MESSAGE_START)
+    if start < 0:
+        return None
+    match = _MESSAGE.fullmatch(message[start:].split(_MESSAGE_END)[0])
+    if match is None:
+        return None
+    return BadRecordError(match["path"], int(match["index"]), match["problem"])
+
+
+def raise_for_input_error(error: Exception, *, data_dir: str, splits,
+                          info: schema.DatasetInfo | None = None) -> None:
+    """Raises the `BadRecordError` behind an input pipeline error, if there is one.
+
+    The training loop's input error hook: bind the data with `functools.partial` and the
+    loop calls it with any TensorFlow error of a step. The file and record come from the
+    error's message (`bad_record_message`) or, for a failure that TensorFlow reports
+    without a file, from reading `splits` record by record (slow: `find_bad_record`).
+
+    Args:
+      error: the exception a step (or a read of the data) raised.
+      data_dir: the data folder.
+      splits: names of the splits the failing pipeline read.
+      info: the folder's `dataset.json` (read if `None`).
+
+    Returns:
+      Normally if `error` is not about the data or no bad record was found: the caller
+      then re-raises `error`.
+
+    Raises:
+      BadRecordError: naming the file and record.
+    """
+    if not isinstance(error, _INPUT_ERRORS):
+        return
+    bad = parse_input_error(error)
+    if bad is not None:
+        raise bad from None
+    message = " ".join(getattr(error, "message", str(error)).split())[:200]
+    logging.error("Training failed on the input data (%s); reading %s record by record to "
+                  "find the bad record.", message, data_dir)
+    find_bad_record(data_dir, splits, info)
 
 
 @dataclasses.dataclass
@@ -88,9 +156,9 @@ def walk_record_headers(path: str) -> int:
     Raises:
       BadRecordError: at the first record that extends past the end of the file.
     """
-    size = os.path.getsize(path)
+    size = tf.io.gfile.stat(path).length
     offset, count = 0, 0
-    with open(path, "rb") as f:
+    with tf.io.gfile.GFile(path, "rb") as f:
         while offset < size:
             if size - offset < 12:
                 raise BadRecordError(path, count, f"truncated record header at byte {offset} "
@@ -104,14 +172,6 @@ def walk_record_headers(path: str) -> int:
                     f"data bytes, ending at byte {end}, but the file is {size} bytes")
             offset, count = end, count + 1
     return count
-
-
-def png_header(encoded: bytes) -> tuple[int, int, int, int] | None:
-    """`(height, width, bit_depth, color_type)` of PNG bytes, `None` if not a PNG."""
-    if len(encoded) < 33 or not encoded.startswith(_PNG_SIGNATURE) or encoded[12:16] != b"IHDR":
-        return None
-    width, height, bit_depth, color_type = struct.unpack(">IIBB", encoded[16:26])
-    return height, width, bit_depth, color_type
 
 
 def check_record(serialized: bytes, info: schema.DatasetInfo, split: str, path: str,
@@ -149,19 +209,9 @@ def check_record(serialized: bytes, info: schema.DatasetInfo, split: str, path: 
 
 def check_png(encoded: bytes, info: schema.DatasetInfo, path: str, index: int) -> None:
     """Checks the PNG header: size, channel count (color type) and bit depth."""
-    header = png_header(encoded)
-    if header is None:
-        raise BadRecordError(path, index, "image/encoded is not a PNG")
-    height, width, bit_depth, color_type = header
-    expected = (info.image_height, info.image_width, _PNG_BIT_DEPTH[info.image_dtype],
-                _PNG_COLOR_TYPE[info.image_channels])
-    if (height, width, bit_depth, color_type) != expected:
-        raise BadRecordError(
-            path, index,
-            f"PNG of {height}x{width}, bit depth {bit_depth}, color type {color_type} "
-            f"({ {0: 1, 2: 3, 4: 2, 6: 4}.get(color_type, '?') } channels); dataset.json says "
-            f"{info.image_height}x{info.image_width}, {info.image_channels} channel(s), "
-            f"{info.image_dtype}")
+    problem = schema.png_header_problem(encoded, info)
+    if problem is not None:
+        raise BadRecordError(path, index, problem)
 
 
 def _first_record(path: str, compression: str | None) -> bytes:
@@ -186,18 +236,13 @@ def validate_split(data_dir: str, split: str, info: schema.DatasetInfo, *,
     """
     from simgan_tf.data import reader  # data imports this module
 
-    if split not in info.splits:
-        raise ValueError(f"{schema.dataset_info_path(data_dir)} has no split {split!r}. "
-                         f"Available: {sorted(info.splits)}.")
-    split_info = info.splits[split]
-    if split_info.count == 0:
-        raise ValueError(f"Split {split!r} of {data_dir} is empty (dataset.json count 0).")
+    split_info = info.get_split(split, data_dir)
     paths, compression = reader.list_shards(os.path.join(data_dir, split))
     declared = {shard.get("file"): shard.get("count") for shard in split_info.shards
                 if isinstance(shard, dict)}
     reports = []
     for path in paths:
-        if os.path.getsize(path) == 0:
+        if tf.io.gfile.stat(path).length == 0:
             if skip_bad_records:
                 reports.append(ShardReport(path, 0, declared.get(os.path.basename(path)),
                                            declared.get(os.path.basename(path)) or 0))

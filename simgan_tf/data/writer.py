@@ -6,14 +6,19 @@ and counted; only when the whole split is complete does the staging folder repla
 `<data_dir>/<split>/` and `dataset.json` gain the split's entry. An interrupted run
 therefore leaves the previous split (if any) untouched and no half-written shard in it; a
 rerun starts clean.
+
+Every file access goes through `tf.io.gfile`, so the data folder may be local, `gs://` or
+`ram://`. Only a local rename of a folder is atomic: elsewhere `rename_folder` moves the
+staged shards one by one before `dataset.json` is updated.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import uuid
+
+import tensorflow as tf
 
 from simgan_tf.data import schema
 
@@ -23,10 +28,33 @@ DEFAULT_SHARD_BYTES = 64 * 2**20
 def sha256_file(path: str) -> str:
     """Hex sha256 of a file, as recorded per shard in `dataset.json`."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with tf.io.gfile.GFile(path, "rb") as f:
         for block in iter(lambda: f.read(2**20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def rename_folder(source: str, target: str) -> None:
+    """Renames folder `source` to `target`, which must not exist.
+
+    One atomic rename on a local disk; on other file systems (`gs://`, `ram://`, whose
+    folders are name prefixes) every file is renamed, then `source` is removed.
+    """
+    if "://" not in source:
+        tf.io.gfile.rename(source, target)
+        return
+    for folder, _, files in tf.io.gfile.walk(source):
+        destination = target + folder[len(source):]
+        tf.io.gfile.makedirs(destination)
+        for name in files:
+            tf.io.gfile.rename(os.path.join(folder, name), os.path.join(destination, name))
+    tf.io.gfile.rmtree(source)
+
+
+def remove_folder(path: str) -> None:
+    """Removes folder `path` and everything in it, if it exists."""
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
 
 
 class SplitWriter:
@@ -101,13 +129,13 @@ class SplitWriter:
         return [dict(shard) for shard in self._shards]
 
     def __enter__(self) -> "SplitWriter":
-        os.makedirs(self.data_dir, exist_ok=True)
+        tf.io.gfile.makedirs(self.data_dir)
         # Fail before any long work if the folder holds images of another kind.
         schema.check_compatible(self.data_dir, self.split, self.image_shape,
                                 self.image_dtype, self.pixel_range)
         self._staging = os.path.join(
             self.data_dir, f".staging-{self.split}-{uuid.uuid4().hex[:8]}")
-        os.makedirs(self._staging)
+        tf.io.gfile.makedirs(self._staging)
         return self
 
     def write(self, serialized: bytes) -> None:
@@ -124,8 +152,6 @@ class SplitWriter:
             self._close_shard()
 
     def _open_shard(self):
-        import tensorflow as tf
-
         name = f"{self.split}-{len(self._shards):05d}{schema.SHARD_SUFFIXES[self.compression]}"
         self._shard_path = os.path.join(self._staging, name)
         options = tf.io.TFRecordOptions(compression_type=self.compression or "")
@@ -146,7 +172,7 @@ class SplitWriter:
         if exc_type is not None:
             if self._writer is not None:
                 self._writer.close()
-            shutil.rmtree(self._staging, ignore_errors=True)
+            remove_folder(self._staging)
             return False
         if self._writer is not None:
             self._close_shard()
@@ -156,10 +182,10 @@ class SplitWriter:
     def _publish(self):
         final = os.path.join(self.data_dir, self.split)
         old = None
-        if os.path.exists(final):
+        if tf.io.gfile.exists(final):
             old = os.path.join(self.data_dir, f".old-{self.split}-{uuid.uuid4().hex[:8]}")
-            os.rename(final, old)
-        os.rename(self._staging, final)
+            rename_folder(final, old)
+        rename_folder(self._staging, final)
         info = schema.SplitInfo(
             count=self.count, domain=self.domain, shards=self._shards,
             label_fields=self.label_fields, compression=self.compression,
@@ -171,9 +197,9 @@ class SplitWriter:
                 pixel_range=self.pixel_range)
         except BaseException:
             # Put the previous split back: nothing already written is lost.
-            shutil.rmtree(final, ignore_errors=True)
+            remove_folder(final)
             if old is not None:
-                os.rename(old, final)
+                rename_folder(old, final)
             raise
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_folder(old)

@@ -96,18 +96,6 @@ def build_gaze_estimator(input_shape: tuple[int, int, int] = GAZE_INPUT_SHAPE,
     return keras.Model(inputs, outputs, name=name)
 
 
-def gaze_to_vector(gaze: tf.Tensor) -> tf.Tensor:
-    """(pitch, yaw) radians `[..., 2]` to 3D unit vectors `[..., 3]`.
-
-    Camera coordinates as in `simulator.gaze_to_vector` and MPIIGaze: x to the image's
-    right, y down, z away from the camera: `(-cos(p) sin(y), -sin(p), -cos(p) cos(y))`.
-    """
-    gaze = tf.convert_to_tensor(gaze, tf.float32)
-    pitch, yaw = gaze[..., 0], gaze[..., 1]
-    return tf.stack([-tf.cos(pitch) * tf.sin(yaw), -tf.sin(pitch),
-                     -tf.cos(pitch) * tf.cos(yaw)], axis=-1)
-
-
 def gaze_loss(gaze_vectors: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
     """Euclidean loss of the paper's gaze estimator.
 

@@ -28,7 +28,6 @@ from absl import logging
 
 from simgan_tf.data import reader, schema
 from simgan_tf.evaluation import estimators, metrics, realism
-from simgan_tf.simulators import eyes
 
 TASKS = ("gaze", "hand")
 RESULTS_FILE = "results.json"
@@ -105,21 +104,17 @@ def preset_for(task: str, image_height: int) -> str:
 
 
 def _check_labels(info: schema.DatasetInfo, data_dir: str, split: str, task: str):
-    if split not in info.splits:
-        raise ValueError(f"{schema.dataset_info_path(data_dir)} has no split {split!r}. "
-                         f"Available: {sorted(info.splits)}.")
-    if _LABEL[task] not in info.splits[split].label_fields:
+    label_fields = info.get_split(split, data_dir).label_fields
+    if _LABEL[task] not in label_fields:
         raise ValueError(
             f"Split {split!r} of {data_dir} has no {_LABEL[task]} labels (it has "
-            f"{sorted(info.splits[split].label_fields)}); the {task} evaluation needs them.")
-    if info.splits[split].count == 0:
-        raise ValueError(f"Split {split!r} of {data_dir} is empty.")
+            f"{sorted(label_fields)}); the {task} evaluation needs them.")
 
 
 def _targets(config: EvalConfig, image_size: int):
     """Maps a parsed example to (image, training target)."""
     if config.task == "gaze":
-        return lambda e: (e["image"], estimators.gaze_to_vector(e[schema.LABEL_GAZE]))
+        return lambda e: (e["image"], metrics.gaze_to_vector(e[schema.LABEL_GAZE]))
     hg = config.hourglass
 
     def hand(e):
@@ -174,7 +169,7 @@ def test_estimator(config: EvalConfig, model: keras.Model, data_dir: str, split:
     images, labels = arrays["image"], arrays[label]
     predictions = model.predict(images, batch_size=256, verbose=0)
     if config.task == "gaze":
-        errors = metrics.angular_errors(eyes.gaze_to_vector(labels), predictions)
+        errors = metrics.angular_errors(metrics.gaze_to_vector(labels), predictions)
         return metrics.summarize(errors, config.thresholds, unit="degrees")
     joints = estimators.heatmaps_to_joints(predictions[:, -1], info.image_height).numpy()
     true_uv = labels.reshape(len(labels), -1, 3)[..., :2]
@@ -205,15 +200,12 @@ def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_sp
     config.validate()
     if not train_splits:
         raise ValueError("Expected at least one training split. Received none.")
-    if not os.path.isdir(data_dir):
-        raise FileNotFoundError(f"--data_dir does not exist: {data_dir}")
-    info = schema.read_dataset_info(data_dir)
+    info = schema.read_dataset_info(data_dir)  # FileNotFoundError names a missing folder
     # Check every split before any long work.
     for split in [*train_splits, test_split]:
         _check_labels(info, data_dir, split, config.task)
-    if realism_split and realism_split not in info.splits:
-        raise ValueError(f"{schema.dataset_info_path(data_dir)} has no split "
-                         f"{realism_split!r} for the realism score.")
+    if realism_split:
+        info.get_split(realism_split, data_dir)
     os.makedirs(output_dir, exist_ok=True)
 
     real_images = None

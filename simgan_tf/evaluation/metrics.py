@@ -11,13 +11,19 @@ image pixels between its predicted and labelled (u, v). An image counts as withi
 joint. Reported: mean and median joint error over all joints of all images, and that
 curve.
 
-All functions here are NumPy, run on the host, and are pure.
+The gaze label convention (`label/gaze`, MPIIGaze's) is defined here once:
+`gaze_to_vector` and its inverse `vector_to_gaze`, used by the simulator, the converters
+of `data_prep/` and the gaze estimator.
+
+All functions here are pure and run on the host in NumPy; `gaze_to_vector` also takes
+TensorFlow tensors (for input pipelines).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -25,6 +31,47 @@ from simgan_tf.data import schema
 
 # d = 1 .. 20 (degrees for gaze, pixels for hands), as results.json reports.
 DEFAULT_THRESHOLDS = tuple(range(1, 21))
+
+
+def gaze_to_vector(gaze):
+    """Converts (pitch, yaw) to 3D unit gaze vectors in camera coordinates.
+
+    Camera coordinates as in MPIIGaze: x to the image's right, y down the image, z away
+    from the camera; the vector is `(-cos(p) sin(y), -sin(p), -cos(p) cos(y))`, so
+    `(0, 0)` looks into the camera, pitch > 0 up and yaw > 0 to the image's left.
+
+    Args:
+      gaze: `[..., 2]` (pitch, yaw) in radians: an array (or list), or a TensorFlow
+        tensor (also inside `tf.data` and `tf.function`).
+
+    Returns:
+      `[..., 3]` unit vectors: float64 NumPy for an array, float32 tensor for a tensor.
+    """
+    tf = sys.modules.get("tensorflow")  # a tensor implies TensorFlow is imported
+    if tf is not None and tf.is_tensor(gaze):
+        ops, gaze = tf, tf.convert_to_tensor(gaze, tf.float32)
+    else:
+        ops, gaze = np, np.asarray(gaze, dtype=np.float64)
+    pitch, yaw = gaze[..., 0], gaze[..., 1]
+    return ops.stack([-ops.cos(pitch) * ops.sin(yaw), -ops.sin(pitch),
+                      -ops.cos(pitch) * ops.cos(yaw)], axis=-1)
+
+
+def vector_to_gaze(vectors: np.ndarray) -> np.ndarray:
+    """The inverse of `gaze_to_vector`: `[..., 3]` vectors (any length) to (pitch, yaw).
+
+    `pitch = asin(-y)`, `yaw = atan2(-x, -z)` of the normalized vector, in the camera
+    coordinates of `gaze_to_vector` (y down).
+
+    Returns:
+      float64 `[..., 2]` radians, pitch in [-pi/2, pi/2], yaw in (-pi, pi]; NaN for a
+      zero vector.
+    """
+    v = np.asarray(vectors, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.stack([np.arcsin(np.clip(-v[..., 1], -1, 1)),
+                     np.arctan2(-v[..., 0], -v[..., 2])], axis=-1)
 
 
 def angular_errors(true_vectors: np.ndarray, predicted_vectors: np.ndarray) -> np.ndarray:

@@ -102,8 +102,9 @@ def display_png(image: np.ndarray) -> bytes:
     Real and other images go through the same mapping, so the display does not give
     the answer away (16-bit depth is shown with 256 levels over the model's range).
     """
-    pixels = np.round((np.clip(np.asarray(image, np.float32), -1, 1) + 1) * 127.5)
-    return schema.encode_png(pixels.astype(np.uint8))
+    from simgan_tf.data import reader  # TensorFlow: loaded with the images already
+
+    return schema.encode_png(reader.to_uint(np.asarray(image, np.float32), "uint8").numpy())
 
 
 def load_images(data_dir: str, split: str, count: int, *, seed: int, refine=None):
@@ -128,8 +129,8 @@ def load_images(data_dir: str, split: str, count: int, *, seed: int, refine=None
     info = schema.read_dataset_info(data_dir)
     available = info.splits[split].count if split in info.splits else 0
     if split in info.splits and available < count:
-        raise ValueError(f"Split {split!r} of {data_dir} has {available} images; the test "
-                         f"asks for {count}. Use a smaller --num_images.")
+        raise ValueError(f"Split {split!r} of {data_dir} has {available} images; expected "
+                         f"a count of at most {available}. Received: count={count}")
     examples = reader.read_split(data_dir, split, info=info, shuffle=True, seed=seed,
                                shuffle_buffer=available or 1).take(count)
     images, keys = [], []

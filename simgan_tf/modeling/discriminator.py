@@ -4,8 +4,9 @@ Paper (Shrivastava et al. 2017, Sec. 2.2 and Appendix A), gaze: conv3x3/2 96,
 conv3x3/2 64, maxpool3x3/1, conv3x3 32, conv1x1 32, conv1x1 2; hand: conv7x7/4 96,
 conv5x5/2 64, maxpool3x3/2, conv3x3/2 32, conv1x1 32, conv1x1 2. Every convolution but the
 last is followed by a ReLU; the last is **linear**: its two outputs per spatial position
-are the logits of that patch being refined (class 0) or real (class 1). The output is a
-`[batch, h, w, 2]` map; each position sees one receptive field ("patch") of the input.
+are the logits of that patch being refined (class 0, `losses.REFINED`) or real (class 1,
+`losses.REAL`). The output is a `[batch, h, w, 2]` map; each position sees one receptive
+field ("patch") of the input.
 Padding is `same` (for the gaze network at 35x55 the map is 9x14 = 126 patches).
 
 Ablation (paper, Sec. 3.1, Fig. 8): with `config.output = "global"` the last layer is a
@@ -21,9 +22,6 @@ from __future__ import annotations
 import keras
 
 from simgan_tf import config as config_lib
-
-REFINED = 0
-REAL = 1
 
 
 def build_discriminator(image_shape: tuple[int, int, int],

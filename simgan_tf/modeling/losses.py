@@ -19,7 +19,9 @@ from typing import Callable
 
 import tensorflow as tf
 
-from simgan_tf.modeling.discriminator import REAL, REFINED
+# The discriminator's two classes: index of each in its `[..., 2]` logits.
+REFINED = 0
+REAL = 1
 
 
 def local_adversarial_loss(logits: tf.Tensor, target: int) -> tf.Tensor:
@@ -68,20 +70,29 @@ def self_regularization_loss(refined: tf.Tensor, synthetic: tf.Tensor,
     return tf.reduce_sum(tf.abs(tf.reshape(difference, [tf.shape(difference)[0], -1])), axis=1)
 
 
-def refiner_loss(refined_logits: tf.Tensor, refined: tf.Tensor, synthetic: tf.Tensor,
+def refiner_loss(refined_logits: tf.Tensor | None, refined: tf.Tensor, synthetic: tf.Tensor,
                  reg_weight: float,
                  feature_transform: Callable[[tf.Tensor], tf.Tensor] | None = None
                  ) -> tuple[tf.Tensor, tf.Tensor]:
     """The refiner's per-example losses of Eq. 4, split in its two terms.
 
+    Args:
+      refined_logits: `[batch, h, w, 2]` discriminator logits of the refined images, or
+        `None` while the refiner is pretrained on the self-regularization loss alone.
+      refined: `[batch, H, W, C]` refined images R(x).
+      synthetic: `[batch, H, W, C]` synthetic images x.
+      reg_weight: lambda.
+      feature_transform: psi of `self_regularization_loss`.
+
     Returns:
-      `(adversarial, regularization)`, each `[batch]`: the local adversarial loss of the
-      refined images against class REAL, and lambda times the self-regularization loss.
-      Their sum is the refiner's loss.
+      `(adversarial, regularization)`, each `[batch]` float32: the local adversarial loss
+      of the refined images against class REAL (zeros when `refined_logits` is `None`),
+      and lambda times the self-regularization loss. Their sum is the refiner's loss.
     """
-    adversarial = local_adversarial_loss(refined_logits, REAL)
     regularization = reg_weight * self_regularization_loss(refined, synthetic, feature_transform)
-    return adversarial, regularization
+    if refined_logits is None:
+        return tf.zeros_like(regularization), regularization
+    return local_adversarial_loss(refined_logits, REAL), regularization
 
 
 def discriminator_loss(refined_logits: tf.Tensor, real_logits: tf.Tensor) -> tf.Tensor:

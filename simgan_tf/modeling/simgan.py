@@ -25,7 +25,6 @@ import keras
 import tensorflow as tf
 
 from simgan_tf.modeling import losses
-from simgan_tf.modeling.discriminator import REAL, REFINED
 from simgan_tf.modeling.history import HistoryBuffer
 from simgan_tf.modeling.schedule import Phase, Schedule
 
@@ -147,13 +146,9 @@ class SimGAN(keras.Model):
         variables = self.refiner.trainable_variables
         with tf.GradientTape() as tape:
             refined = self.refiner(synthetic, training=True)
-            regularization = self.reg_weight * losses.self_regularization_loss(
-                refined, synthetic, self.feature_transform)
-            if adversarial:
-                logits = self.discriminator(refined, training=False)
-                adversarial_loss = losses.local_adversarial_loss(logits, REAL)
-            else:
-                adversarial_loss = tf.zeros_like(regularization)
+            logits = self.discriminator(refined, training=False) if adversarial else None
+            adversarial_loss, regularization = losses.refiner_loss(
+                logits, refined, synthetic, self.reg_weight, self.feature_transform)
             loss = losses.average_over_global_batch(
                 adversarial_loss + regularization, self._global_batch_size(synthetic))
             scaled = self.refiner_optimizer.scale_loss(loss)  # mixed precision on GPU
@@ -186,8 +181,9 @@ class SimGAN(keras.Model):
         self.discriminator_optimizer.apply_gradients(zip(gradients, variables))
         self.history_buffer.update(refined[: tf.shape(refined)[0] // 2], write_seed)
         self.trackers["disc_loss"].update_state(per_example)
-        self.trackers["disc_acc_real"].update_state(losses.patch_accuracy(real_logits, REAL))
-        refined_accuracy = losses.patch_accuracy(refined_logits, REFINED)
+        self.trackers["disc_acc_real"].update_state(
+            losses.patch_accuracy(real_logits, losses.REAL))
+        refined_accuracy = losses.patch_accuracy(refined_logits, losses.REFINED)
         self.trackers["disc_acc_refined"].update_state(refined_accuracy)
         # `mix` puts the fresh images first (all of them when there is no history).
         fresh = tf.shape(refined)[0] // 2 if self.history_buffer.enabled else tf.shape(refined)[0]

@@ -25,7 +25,8 @@ returns them base64-encoded as `{"b64": "..."}`.
 The model card (`assets/model_card.json`, and a readable `assets/model_card.md`) records
 the config, training steps, data, pixel convention and, when given, evaluation figures.
 
-The export is written to a temporary folder and renamed into place when complete.
+The export is written to a temporary folder and renamed into place when complete. Files
+go through `tf.io.gfile`: the export folder may be local, `gs://` or `ram://`.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 import tempfile
 
 import keras
 import tensorflow as tf
 
 from simgan_tf.data import reader, schema
+from simgan_tf.data.writer import remove_folder, rename_folder
 
 SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "images"
@@ -120,22 +121,9 @@ class RefinerModule(tf.Module):
 
     def _decode(self, args):
         encoded, index = args
-        height, width, channels = self.image_shape
-        if self.image_dtype == "uint8":
-            image = tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8,
-                                       expand_animations=False)
-        else:
-            image = tf.io.decode_png(encoded, channels=channels, dtype=tf.uint16)
-        shape = tf.shape(image)
-        check = tf.debugging.Assert(
-            tf.reduce_all(tf.equal(shape[:2], [height, width])),
-            [f"{BYTES_SIGNATURE_KEY}: image", index,
-             "of the batch decodes to shape", shape,
-             f"but the refiner takes [{height}, {width}, {channels}]."], summarize=8)
-        with tf.control_dependencies([check]):
-            image = tf.identity(image)
-        image = tf.reshape(image, self.image_shape)
-        return reader.scale_image(image, self.image_dtype, self.pixel_range)
+        return reader.decode_image(
+            encoded, self.image_shape, self.image_dtype, self.pixel_range, any_format=True,
+            context=[f"{BYTES_SIGNATURE_KEY}: image", index, "of the batch"])
 
     def _serve_bytes(self, images_bytes):
         count = tf.shape(images_bytes)[0]
@@ -169,8 +157,8 @@ def make_model_card(*, step: int, image_shape, image_dtype: str = "uint8",
     Returns:
       The card; `write_model_card` stores it.
     """
-    lo, hi = (pixel_range if pixel_range is not None
-              else (0, 255 if image_dtype == "uint8" else 65535))
+    lo, hi = (int(v) if v.is_integer() else v  # 0, 255 rather than 0.0, 255.0
+              for v in schema.value_range(image_dtype, pixel_range))
     splits = {}
     if data_info is not None:
         splits = {name: {"count": s.count, "domain": s.domain,
@@ -230,7 +218,7 @@ def write_model_card(card: dict, folder: str) -> str:
     """Writes `model_card.json` and `model_card.md` into `folder`; returns the JSON path."""
     path = os.path.join(folder, MODEL_CARD_JSON)
     schema.write_json_atomic(path, card)
-    with open(os.path.join(folder, MODEL_CARD_MARKDOWN), "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(os.path.join(folder, MODEL_CARD_MARKDOWN), "w") as f:
         f.write(model_card_markdown(card))
     return path
 
@@ -238,12 +226,12 @@ def write_model_card(card: dict, folder: str) -> str:
 def read_model_card(export_path: str) -> dict:
     """Reads the model card of an export folder (`<export>/assets/model_card.json`)."""
     path = os.path.join(export_path, "assets", MODEL_CARD_JSON)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
             f"{path} not found: {export_path} is not a simgan-tf refiner export with a "
             "model card.")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    with tf.io.gfile.GFile(path, "r") as f:
+        return json.loads(f.read())
 
 
 def update_model_card(export_path: str, *, evaluation: dict) -> dict:
@@ -292,19 +280,18 @@ def export_refiner(refiner: keras.Model, export_base: str, version: int,
     card = make_model_card(step=version, image_shape=image_shape, image_dtype=image_dtype,
                            pixel_range=pixel_range, config=config, data_info=data_info,
                            data_dir=data_dir, evaluation=evaluation)
-    os.makedirs(export_base, exist_ok=True)
+    tf.io.gfile.makedirs(export_base)
     final = os.path.join(export_base, str(int(version)))
     tmp = os.path.join(export_base, f".tmp-{int(version)}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with tempfile.TemporaryDirectory() as card_dir:
+    remove_folder(tmp)
+    with tempfile.TemporaryDirectory() as card_dir:  # local: the assets' source files
         write_model_card(card, card_dir)
         module = RefinerModule(refiner, image_shape, image_dtype, pixel_range,
                                model_card_dir=card_dir)
         tf.saved_model.save(module, tmp, signatures={
             SIGNATURE_KEY: module.serve, BYTES_SIGNATURE_KEY: module.serve_bytes})
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    remove_folder(final)
+    rename_folder(tmp, final)
     return final
 
 

@@ -16,13 +16,14 @@ label distribution and the label -> geometry mapping and differ only in appearan
     on the patch's pixel grid).
 
 It stands in for UnityEyes -> MPIIGaze when no data folder is given: a gaze estimator
-trained on `synthetic` does measurably worse on `real` (see `bench/simulator_gap.py`),
+trained on `synthetic` does measurably worse on `real` (see `experiments/simulator_gap.py`),
 while a fully convolutional refiner can close the gap because no geometry differs.
 
 Conventions:
   * Gaze is `(pitch, yaw)` in radians, as in MPIIGaze. Its 3D unit vector in camera
     coordinates (x to the image's right, y down the image, z away from the camera) is
-    `gaze_to_vector`: `(-cos(pitch) sin(yaw), -sin(pitch), -cos(pitch) cos(yaw))`;
+    `evaluation.metrics.gaze_to_vector`: `(-cos(pitch) sin(yaw), -sin(pitch),
+    -cos(pitch) cos(yaw))`;
     `(0, 0)` looks straight into the camera.
   * Pitch > 0 looks up: the pupil moves up the image (to smaller row indices).
   * Yaw > 0 moves the pupil to the image's LEFT (smaller column indices), as the x
@@ -202,22 +203,6 @@ class SimulatorConfig:
             if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise ValueError(
                     f"Expected a finite number >= 0. Received: {name}={value!r}")
-
-
-def gaze_to_vector(gaze: np.ndarray) -> np.ndarray:
-    """Converts (pitch, yaw) to 3D unit gaze vectors in camera coordinates.
-
-    Args:
-      gaze: `[..., 2]` (pitch, yaw), radians.
-
-    Returns:
-      `[..., 3]` float unit vectors `(x, y, z)` with x to the image's right, y down the
-      image and z away from the camera: `(-cos(p) sin(y), -sin(p), -cos(p) cos(y))`.
-    """
-    gaze = np.asarray(gaze, dtype=np.float64)
-    pitch, yaw = gaze[..., 0], gaze[..., 1]
-    return np.stack([-np.cos(pitch) * np.sin(yaw), -np.sin(pitch),
-                     -np.cos(pitch) * np.cos(yaw)], axis=-1)
 
 
 def _uniform(rng: np.random.Generator, value_range, size=CHUNK_SIZE) -> np.ndarray:
