@@ -5,10 +5,9 @@
 
 Writes `<output_dir>/results.json` (per training split: mean and median error and
 "% within d" for d = 1..20, degrees for gaze, pixels for hands, and the realism score)
-and `<output_dir>/curves.png`. Parses flags and calls `simgan_tf.evaluation.eval_lib.evaluate`.
+and `<output_dir>/curves.png`. Parses flags (the named ones and `--config=PATH=VALUE` over
+the estimator preset) and calls `simgan_tf.evaluation.eval_lib.evaluate`.
 """
-
-import dataclasses
 
 from absl import app, flags, logging
 
@@ -37,9 +36,26 @@ flags.DEFINE_string("saved_model", None, "Optional: the exported refiner that ma
                     "refined split; its model card (assets/model_card.json) gets these results.")
 flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "Distribution strategy.")
 flags.DEFINE_bool("verbose", False, "Show Keras progress bars.")
+flags.DEFINE_multi_string(
+    "config", [], "Sets any field of the estimator config (eval_lib.EvalConfig) by its "
+    "dotted path, PATH=VALUE; repeatable, e.g. --config=steps=500 "
+    "--config=realism.num_images=1000. Values are parsed by the field's type (JSON for "
+    "thresholds). Applied after the named flags above, so --config wins when both set a "
+    "field.")
+
+# Named flags -> the EvalConfig field paths they set.
+_ALIASES = {
+    "batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "steps": "steps",
+    "seed": ("seed", "realism.seed"),
+    "realism_steps": "realism.steps",
+    "realism_images": "realism.num_images",
+}
 
 
 def resolve_config():
+    """The estimator preset for --dataset and the images, with the flags applied."""
     from simgan_tf.evaluation import eval_lib
     from simgan_tf.data import schema
 
@@ -47,22 +63,17 @@ def resolve_config():
     name = eval_lib.preset_for(FLAGS.dataset, height)
     if name != FLAGS.dataset:
         logging.info("%dx%d images: using the %r estimator preset.", height, height, name)
-    config = eval_lib.PRESETS[name]
-    fields = {"batch_size": FLAGS.batch_size, "learning_rate": FLAGS.learning_rate,
-              "steps": FLAGS.steps, "seed": FLAGS.seed}
-    config = dataclasses.replace(config, **{k: v for k, v in fields.items() if v is not None})
-    realism_fields = {"steps": FLAGS.realism_steps, "num_images": FLAGS.realism_images,
-                      "seed": FLAGS.seed}
-    realism = dataclasses.replace(
-        config.realism, **{k: v for k, v in realism_fields.items() if v is not None})
-    return dataclasses.replace(config, realism=realism).validate()
+    overrides = config_lib.command_line_overrides(
+        {flag: FLAGS[flag].value for flag in _ALIASES}, FLAGS.config, aliases=_ALIASES,
+        config_class=eval_lib.EvalConfig)
+    return config_lib.override(eval_lib.PRESETS[name], overrides).validate()
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from simgan_tf.evaluation import eval_lib  # imports TensorFlow
-    from simgan_tf.training import train_lib
+    from simgan_tf import distribute
 
     try:
         config = resolve_config()
@@ -76,7 +87,7 @@ def main(argv):
         except (OSError, ValueError) as e:
             raise app.UsageError(f"--saved_model={FLAGS.saved_model}: no readable model "
                                  f"card ({e}).") from None
-    strategy = train_lib.build_strategy(FLAGS.strategy)
+    strategy = distribute.build_strategy(FLAGS.strategy)
     try:
         results = eval_lib.evaluate(
             config, FLAGS.data_dir, FLAGS.train_splits, FLAGS.test_split, FLAGS.output_dir,

@@ -1,7 +1,8 @@
 """Trains SimGAN: `python train.py --dataset=gaze [--data_dir=...] [--model_dir=...]`.
 
-Parses flags, builds the config from a preset, builds the distribution strategy, and
-calls `simgan_tf.training.train_lib.train`. Nothing else happens here.
+Parses flags, builds the config from a preset (`config.resolve_preset`) with the named
+flags and every `--config=PATH=VALUE` applied, builds the distribution strategy, and calls
+`simgan_tf.training.train_lib.train`. Nothing else happens here.
 """
 
 import sys
@@ -63,58 +64,22 @@ flags.DEFINE_bool("mixed_precision", None, "bfloat16 compute on CPU, float16 wit
                   "scaling on GPU (weights, logits, losses and history buffer in float32).")
 flags.DEFINE_integer("shuffle_buffer", None, "Records in each split's shuffle buffer.")
 
-# flag name -> config field path
-_OVERRIDES = {
-    "data_dir": "data.data_dir",
-    "batch_size": "train.batch_size",
-    "steps": "train.steps",
-    "pretrain_refiner_steps": "train.pretrain_refiner_steps",
-    "pretrain_discriminator_steps": "train.pretrain_discriminator_steps",
-    "k_g": "train.k_g",
-    "k_d": "train.k_d",
-    "reg_weight": "train.reg_weight",
-    "history_size": "train.history_size",
-    "adversarial_loss": "discriminator.output",
-    "optimizer": ("refiner_optimizer.name", "discriminator_optimizer.name"),
-    "refiner_lr": "refiner_optimizer.learning_rate",
-    "discriminator_lr": "discriminator_optimizer.learning_rate",
-    "pretrain_lr": "train.pretrain_learning_rate",
-    "seed": "train.seed",
-    "deterministic": "train.deterministic",
-    "strategy": "strategy",
-    "log_every": "train.log_every",
-    "image_every": "train.image_every",
-    "checkpoint_every": "train.checkpoint_every",
-    "export": "train.export",
-    "refiner_filters": "refiner.filters",
-    "refiner_blocks": "refiner.num_blocks",
-    "keep_checkpoints": "train.keep_checkpoints",
-    "skip_bad_records": "data.skip_bad_records",
-    "data_service": "data.data_service",
-    "mixed_precision": "train.mixed_precision",
-    "shuffle_buffer": "data.shuffle_buffer",
-}
+flags.DEFINE_multi_string(
+    "config", [], "Sets any config field by its dotted path, PATH=VALUE; repeatable, e.g. "
+    "--config=refiner.kernel_size=5 --config=train.k_d=2. Values are parsed by the "
+    "field's type (true/false for bools, null for optional fields, JSON for "
+    "discriminator.layers). Applied after the named flags above (each an alias of config "
+    "paths, see simgan_tf.config.FLAG_ALIASES), so --config wins when both set a field.")
 
 
 def resolve_config() -> config_lib.SimGANConfig:
-    """The preset named by --dataset with every given flag applied."""
-    name = FLAGS.dataset
-    if FLAGS.data_dir is None and name in config_lib.DEMO_PRESETS:
-        name = config_lib.DEMO_PRESETS[name]
-        logging.info("--dataset=%s without --data_dir: running the %r preset on a "
-                     "built-in simulator.", FLAGS.dataset, name)
-    config = config_lib.get_preset(name)
-    if FLAGS.data_dir is None and config.data.data_dir is None and name not in (
-            config_lib.DEMO_PRESETS.values()):
-        raise app.UsageError(f"--dataset={FLAGS.dataset} needs --data_dir (a converted "
-                             "data folder, see data_prep/README.md).")
-    overrides = {}
-    for flag, paths in _OVERRIDES.items():
-        value = FLAGS[flag].value
-        if value is not None:
-            for path in paths if isinstance(paths, tuple) else (paths,):
-                overrides[path] = value
-    return config_lib.override(config, overrides).validate()
+    """The preset named by --dataset with the named flags, then every --config, applied."""
+    overrides = config_lib.command_line_overrides(
+        {flag: FLAGS[flag].value for flag in config_lib.FLAG_ALIASES}, FLAGS.config)
+    name, note = config_lib.resolve_preset(FLAGS.dataset, overrides.get("data.data_dir"))
+    if note:
+        logging.info(note)
+    return config_lib.override(config_lib.get_preset(name), overrides).validate()
 
 
 def main(argv):
@@ -122,11 +87,12 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         config = resolve_config()
-    except ValueError as e:
+    except ValueError as e:  # names config fields and values; they match the flags
         raise app.UsageError(str(e)) from None
-    from simgan_tf.training import train_lib  # imports TensorFlow
+    from simgan_tf import distribute  # imports TensorFlow
+    from simgan_tf.training import train_lib
 
-    strategy = train_lib.build_strategy(config.strategy)
+    strategy = distribute.build_strategy(config.runtime.strategy)
     model_dir = FLAGS.model_dir or f"runs/{config.name}"
     try:
         result = train_lib.train(config, model_dir, strategy=strategy,

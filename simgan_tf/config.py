@@ -1,8 +1,20 @@
 """Typed, frozen configuration of a SimGAN run, with named dataset presets.
 
-A run is fully described by one `SimGANConfig`; `train.py` starts from a preset, applies
-its flags with `override`, and writes the resolved config as `config.json` into the model
-folder. Library code receives configs, never flags.
+A run is fully described by one `SimGANConfig`; `train.py` picks a preset with
+`resolve_preset`, applies its named flags (`FLAG_ALIASES`) and then every
+`--config=PATH=VALUE` (`parse_overrides`) with `override`, and writes the resolved config
+as `config.json` into the model folder. Library code receives configs, never flags.
+
+Runtime settings are apart from what a run trains: `SimGANConfig.runtime` (a
+`RuntimeConfig`) holds the distribution strategy, mixed precision and determinism. A
+`config.json` written before they were grouped (`strategy` at the top,
+`train.deterministic`, `train.mixed_precision`) still loads, and those old paths still
+work in `override` and on the command line (`MOVED_PATHS`).
+
+This module is over 400 lines: the config classes, the presets and the rules that turn
+command-line strings into config values (field types, flag aliases, moved paths, the demo
+preset rule) are one contract, shared by `train.py`, `evaluate.py` and every
+`config.json`, and they change together.
 
 Presets:
   * `gaze`: the paper's gaze setup (UnityEyes -> MPIIGaze, 35x55 grayscale) with the
@@ -25,15 +37,18 @@ and its lambda (1e-4 in public code) lets the adversarial term dominate, so the 
 collapses to a constant image. Our defaults use Adam: refiner learning rate 1e-3 during
 its pretraining and 2e-4 afterwards, discriminator learning rate 1e-3, and lambda = 0.1 per
 summed pixel. README ("Defaults") gives what they did on the built-in simulator, measured
-with `bench/refine_stats.py`; lambda = 0.05 with a refiner rate of 1e-4 let the refiner
+with `experiments/refine_stats.py`; lambda = 0.05 with a refiner rate of 1e-4 let the refiner
 distort the eyes.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import types
 import typing
+from collections.abc import Iterable
 from typing import Any
 
 OPTIMIZERS = ("adam", "sgd")
@@ -146,7 +161,7 @@ class DiscriminatorConfig:
       output: `local` (the paper's per-patch logits) or `global` (the Fig. 8 ablation:
         the last layer is fully connected over the whole image; see discriminator.py).
     """
-    layers: tuple = GAZE_DISCRIMINATOR
+    layers: tuple[ConvSpec, ...] = GAZE_DISCRIMINATOR
     output: str = "local"
 
 
@@ -167,6 +182,23 @@ class OptimizerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """How a run executes on its devices, apart from what it trains.
+
+    Attributes:
+      strategy: distribution strategy: `auto`, `one_device`, `mirrored` or `multi_worker`
+        (see `distribute.build_strategy`).
+      mixed_precision: compute in bfloat16 on CPU or float16 with loss scaling on GPU;
+        weights, discriminator logits, losses and the history buffer stay float32.
+      deterministic: deterministic input pipeline order and TensorFlow op determinism
+        (bit-identical reruns and resumes, at some cost in speed).
+    """
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    deterministic: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Algorithm 1's schedule and the run's bookkeeping.
 
@@ -183,14 +215,15 @@ class TrainConfig:
       pretrain_learning_rate: refiner learning rate during pretraining (`None`: the
         refiner optimizer's).
       seed: seeds initialization, data order, and history buffer sampling.
-      deterministic: deterministic input pipeline order (and op determinism).
       log_every: update steps between scalar summaries.
       image_every: update steps between image summaries.
       checkpoint_every: update steps between checkpoints.
       keep_checkpoints: checkpoints kept on disk.
       export: export the refiner as a SavedModel at the end.
-      mixed_precision: compute in bfloat16 on CPU or float16 with loss scaling on GPU;
-        weights, discriminator logits, losses and the history buffer stay float32.
+
+    The runtime settings `deterministic` and `mixed_precision` moved to `RuntimeConfig`;
+    the read-only properties of the same names read them from the `SimGANConfig` this
+    section belongs to, for code that still reads `config.train.deterministic`.
     """
     batch_size: int = 512
     steps: int = 10_000
@@ -202,13 +235,25 @@ class TrainConfig:
     history_size: int = 512 * 50
     pretrain_learning_rate: float | None = 1e-3
     seed: int = 0
-    deterministic: bool = False
     log_every: int = 50
     image_every: int = 500
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     export: bool = True
-    mixed_precision: bool = False
+
+    @property
+    def deterministic(self) -> bool:
+        """Read-only `SimGANConfig.runtime.deterministic` (moved there)."""
+        return self._runtime().deterministic
+
+    @property
+    def mixed_precision(self) -> bool:
+        """Read-only `SimGANConfig.runtime.mixed_precision` (moved there)."""
+        return self._runtime().mixed_precision
+
+    def _runtime(self) -> RuntimeConfig:
+        # Attached by SimGANConfig.__post_init__; a standalone section has the defaults.
+        return self.__dict__.get("_owner_runtime", RuntimeConfig())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +264,8 @@ class SimGANConfig:
       name: preset name the config came from.
       data, refiner, discriminator, train: see their classes.
       refiner_optimizer, discriminator_optimizer: one optimizer each.
-      strategy: `auto`, `one_device`, `mirrored` or `multi_worker`.
+      runtime: how the run executes (strategy, mixed precision, determinism); see
+        `RuntimeConfig`. `strategy` is a read-only alias of `runtime.strategy`.
     """
     name: str = "gaze"
     data: DataConfig = DataConfig()
@@ -228,7 +274,19 @@ class SimGANConfig:
     refiner_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=2e-4)
     discriminator_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=1e-3)
     train: TrainConfig = TrainConfig()
-    strategy: str = "auto"
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    def __post_init__(self):
+        # `train.deterministic` and `train.mixed_precision` read this runtime; a copy of
+        # the section, so that configs sharing one `TrainConfig` keep their own runtime.
+        train = dataclasses.replace(self.train)
+        object.__setattr__(train, "_owner_runtime", self.runtime)
+        object.__setattr__(self, "train", train)
+
+    @property
+    def strategy(self) -> str:
+        """Read-only `runtime.strategy` (moved there)."""
+        return self.runtime.strategy
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -237,68 +295,11 @@ class SimGANConfig:
 
     def validate(self) -> "SimGANConfig":
         """Checks value ranges; raises ValueError saying what was received."""
-        t = self.train
-        checks = [
-            (t.batch_size >= 2 and t.batch_size % 2 == 0,
-             f"train.batch_size must be an even number >= 2. Received: {t.batch_size}"),
-            (t.steps >= 0, f"train.steps must be >= 0. Received: {t.steps}"),
-            (t.pretrain_refiner_steps >= 0,
-             f"train.pretrain_refiner_steps must be >= 0. Received: {t.pretrain_refiner_steps}"),
-            (t.pretrain_discriminator_steps >= 0,
-             "train.pretrain_discriminator_steps must be >= 0. "
-             f"Received: {t.pretrain_discriminator_steps}"),
-            (t.k_g >= 1, f"train.k_g must be >= 1. Received: {t.k_g}"),
-            (t.k_d >= 1, f"train.k_d must be >= 1. Received: {t.k_d}"),
-            (t.reg_weight >= 0, f"train.reg_weight (lambda) must be >= 0. Received: {t.reg_weight}"),
-            (t.history_size == 0 or t.history_size >= t.batch_size // 2,
-             "train.history_size must be 0 (no history) or at least half a batch "
-             f"({t.batch_size // 2}). Received: {t.history_size}"),
-            (t.log_every >= 1, f"train.log_every must be >= 1. Received: {t.log_every}"),
-            (t.image_every >= 1, f"train.image_every must be >= 1. Received: {t.image_every}"),
-            (t.checkpoint_every >= 1,
-             f"train.checkpoint_every must be >= 1. Received: {t.checkpoint_every}"),
-            (t.keep_checkpoints >= 1,
-             f"train.keep_checkpoints must be >= 1. Received: {t.keep_checkpoints}"),
-            (self.strategy in STRATEGIES,
-             f"strategy must be one of {STRATEGIES}. Received: {self.strategy!r}"),
-            (self.data.simulator in SIMULATORS,
-             f"data.simulator must be one of {SIMULATORS}. Received: {self.data.simulator!r}"),
-            (self.discriminator.output in DISCRIMINATOR_OUTPUTS,
-             f"discriminator.output must be one of {DISCRIMINATOR_OUTPUTS}. "
-             f"Received: {self.discriminator.output!r}"),
-            (self.data.data_service is None
-             or (self.data.data_service.startswith("grpc://")
-                 and len(self.data.data_service) > len("grpc://")),
-             "data.data_service must look like grpc://host:port. "
-             f"Received: {self.data.data_service!r}"),
-            (self.data.shuffle_buffer >= 1,
-             f"data.shuffle_buffer must be >= 1. Received: {self.data.shuffle_buffer}"),
-            (self.data.image_channels in (1, 3),
-             f"data.image_channels must be 1 or 3. Received: {self.data.image_channels}"),
-            (self.refiner.num_blocks >= 0 and self.refiner.filters >= 1
-             and self.refiner.kernel_size % 2 == 1,
-             "refiner needs filters >= 1, num_blocks >= 0 and an odd kernel_size. "
-             f"Received: {self.refiner}"),
-        ]
-        for name, opt in (("refiner_optimizer", self.refiner_optimizer),
-                          ("discriminator_optimizer", self.discriminator_optimizer)):
-            checks.append((opt.name in OPTIMIZERS,
-                           f"{name}.name must be one of {OPTIMIZERS}. Received: {opt.name!r}"))
-            checks.append((opt.learning_rate > 0,
-                           f"{name}.learning_rate must be > 0. Received: {opt.learning_rate}"))
-        if t.pretrain_learning_rate is not None:
-            checks.append((t.pretrain_learning_rate > 0,
-                           "train.pretrain_learning_rate must be > 0. "
-                           f"Received: {t.pretrain_learning_rate}"))
-        layers = self.discriminator.layers
-        checks.append((bool(layers) and layers[-1].kind == "conv" and layers[-1].filters == 2,
-                       "discriminator.layers must end with a 2-filter conv (the per-patch "
-                       f"logits). Received: {layers[-1] if layers else None}"))
-        for spec in layers:
-            checks.append((spec.kind in ("conv", "maxpool") and spec.kernel_size >= 1
-                           and spec.strides >= 1,
-                           f"discriminator layer must be conv or maxpool with kernel_size "
-                           f">= 1 and strides >= 1. Received: {spec}"))
+        checks = _train_checks(self.train)
+        checks.append((self.runtime.strategy in STRATEGIES,
+                       f"runtime.strategy must be one of {STRATEGIES}. "
+                       f"Received: {self.runtime.strategy!r}"))
+        checks += _data_checks(self.data) + _network_checks(self)
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -312,21 +313,119 @@ class SimGANConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> "SimGANConfig":
-        return _from_dict(cls, data)
+        """Reads `to_json()` output, also one written before fields moved (`MOVED_PATHS`)."""
+        return _from_dict(cls, _move_old_paths(data))
+
+
+def _train_checks(t: TrainConfig) -> list[tuple[bool, str]]:
+    return [
+        (t.batch_size >= 2 and t.batch_size % 2 == 0,
+         f"train.batch_size must be an even number >= 2. Received: {t.batch_size}"),
+        (t.steps >= 0, f"train.steps must be >= 0. Received: {t.steps}"),
+        (t.pretrain_refiner_steps >= 0,
+         f"train.pretrain_refiner_steps must be >= 0. Received: {t.pretrain_refiner_steps}"),
+        (t.pretrain_discriminator_steps >= 0,
+         "train.pretrain_discriminator_steps must be >= 0. "
+         f"Received: {t.pretrain_discriminator_steps}"),
+        (t.k_g >= 1, f"train.k_g must be >= 1. Received: {t.k_g}"),
+        (t.k_d >= 1, f"train.k_d must be >= 1. Received: {t.k_d}"),
+        (t.reg_weight >= 0, f"train.reg_weight (lambda) must be >= 0. Received: {t.reg_weight}"),
+        (t.history_size == 0 or t.history_size >= t.batch_size // 2,
+         "train.history_size must be 0 (no history) or at least half a batch "
+         f"({t.batch_size // 2}). Received: {t.history_size}"),
+        (t.log_every >= 1, f"train.log_every must be >= 1. Received: {t.log_every}"),
+        (t.image_every >= 1, f"train.image_every must be >= 1. Received: {t.image_every}"),
+        (t.checkpoint_every >= 1,
+         f"train.checkpoint_every must be >= 1. Received: {t.checkpoint_every}"),
+        (t.keep_checkpoints >= 1,
+         f"train.keep_checkpoints must be >= 1. Received: {t.keep_checkpoints}"),
+        (t.pretrain_learning_rate is None or t.pretrain_learning_rate > 0,
+         f"train.pretrain_learning_rate must be > 0. Received: {t.pretrain_learning_rate}"),
+    ]
+
+
+def _data_checks(d: DataConfig) -> list[tuple[bool, str]]:
+    return [
+        (d.simulator in SIMULATORS,
+         f"data.simulator must be one of {SIMULATORS}. Received: {d.simulator!r}"),
+        (d.data_service is None
+         or (d.data_service.startswith("grpc://") and len(d.data_service) > len("grpc://")),
+         f"data.data_service must look like grpc://host:port. Received: {d.data_service!r}"),
+        (d.shuffle_buffer >= 1, f"data.shuffle_buffer must be >= 1. Received: {d.shuffle_buffer}"),
+        (d.image_channels in (1, 3),
+         f"data.image_channels must be 1 or 3. Received: {d.image_channels}"),
+    ]
+
+
+def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
+    refiner, layers = config.refiner, config.discriminator.layers
+    checks = [
+        (config.discriminator.output in DISCRIMINATOR_OUTPUTS,
+         f"discriminator.output must be one of {DISCRIMINATOR_OUTPUTS}. "
+         f"Received: {config.discriminator.output!r}"),
+        (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1,
+         "refiner needs filters >= 1, num_blocks >= 0 and an odd kernel_size. "
+         f"Received: {refiner}"),
+    ]
+    for name, opt in (("refiner_optimizer", config.refiner_optimizer),
+                      ("discriminator_optimizer", config.discriminator_optimizer)):
+        checks.append((opt.name in OPTIMIZERS,
+                       f"{name}.name must be one of {OPTIMIZERS}. Received: {opt.name!r}"))
+        checks.append((opt.learning_rate > 0,
+                       f"{name}.learning_rate must be > 0. Received: {opt.learning_rate}"))
+    checks.append((bool(layers) and layers[-1].kind == "conv" and layers[-1].filters == 2,
+                   "discriminator.layers must end with a 2-filter conv (the per-patch "
+                   f"logits). Received: {layers[-1] if layers else None}"))
+    for spec in layers:
+        checks.append((spec.kind in ("conv", "maxpool") and spec.kernel_size >= 1
+                       and spec.strides >= 1,
+                       f"discriminator layer must be conv or maxpool with kernel_size "
+                       f">= 1 and strides >= 1. Received: {spec}"))
+    return checks
+
+
+# Old path -> new path of the fields that moved; `from_json`, `override` and
+# `parse_overrides` accept the old ones.
+MOVED_PATHS = {
+    "strategy": "runtime.strategy",
+    "train.deterministic": "runtime.deterministic",
+    "train.mixed_precision": "runtime.mixed_precision",
+}
+
+
+def _move_old_paths(data: dict) -> dict:
+    """A copy of a `to_json()` dict with values at old paths moved to the new ones."""
+    data = copy.deepcopy(data)
+    for old, new in MOVED_PATHS.items():
+        *parents, key = old.split(".")
+        source = data
+        for part in parents:
+            source = source.get(part) if isinstance(source, dict) else None
+        if not isinstance(source, dict) or key not in source:
+            continue
+        value = source.pop(key)
+        *parents, key = new.split(".")
+        target = data
+        for part in parents:
+            target = target.setdefault(part, {})
+        target.setdefault(key, value)  # a value already at the new path wins
+    return data
 
 
 def _from_dict(cls, data):
+    """Builds dataclass `cls` from a JSON dict; missing keys keep their defaults."""
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for field in dataclasses.fields(cls):
         if field.name not in data:
             continue
-        value = data[field.name]
-        hint = hints[field.name]
+        value, hint = data[field.name], hints[field.name]
         if dataclasses.is_dataclass(hint):
             value = _from_dict(hint, value)
-        elif field.name == "layers":
-            value = tuple(ConvSpec(**layer) for layer in value)
+        elif typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            value = tuple(_from_dict(item, v) if dataclasses.is_dataclass(item) else v
+                          for v in value)
         kwargs[field.name] = value
     return cls(**kwargs)
 
@@ -380,23 +479,257 @@ def get_preset(name: str) -> SimGANConfig:
     return PRESETS[name]
 
 
-def override(config: SimGANConfig, overrides: dict[str, Any]) -> SimGANConfig:
+def resolve_preset(dataset: str, data_dir: str | None) -> tuple[str, str | None]:
+    """The preset a run of `dataset` uses: the demo one when no data folder is given.
+
+    `gaze` and `hand` read a converted data folder; without one they run `gaze_demo` and
+    `hand_demo` (`DEMO_PRESETS`) on the built-in simulators. Any other preset whose
+    `data.data_dir` is `None` and that is not a demo preset needs a data folder.
+
+    Args:
+      dataset: a preset name (`PRESETS`).
+      data_dir: the data folder the run reads; `None` if none was given.
+
+    Returns:
+      `(preset name, note)`: `note` says why the preset is not `dataset` (to be logged),
+      `None` when it is `dataset` itself.
+
+    Raises:
+      ValueError: on an unknown preset, or a preset that needs a data folder without one.
+    """
+    if dataset not in PRESETS:
+        raise ValueError(f"Unknown preset. Expected one of {sorted(PRESETS)}. "
+                         f"Received: dataset={dataset!r}")
+    if data_dir is None and dataset in DEMO_PRESETS:
+        name = DEMO_PRESETS[dataset]
+        return name, (f"dataset={dataset!r} without data_dir: running the {name!r} preset "
+                      f"on the built-in {PRESETS[name].data.simulator!r} simulator.")
+    if (data_dir is None and PRESETS[dataset].data.data_dir is None
+            and dataset not in DEMO_PRESETS.values()):
+        raise ValueError(f"Preset {dataset!r} reads a converted data folder (see "
+                         "data_prep/README.md) and needs one. "
+                         f"Received: dataset={dataset!r}, data_dir=None")
+    return dataset, None
+
+
+def override(config, overrides: dict[str, Any]):
     """Returns `config` with dotted-path fields replaced, e.g. `{"train.steps": 10}`.
+
+    Works on any frozen config dataclass (`SimGANConfig`, the evaluation's `EvalConfig`).
+    Values are used as given (`parse_overrides` makes them from strings); a path may name
+    a whole section (`{"refiner": RefinerConfig(...)}`). The old paths of moved fields
+    (`MOVED_PATHS`, e.g. `train.deterministic`) set the new ones.
 
     Raises:
       ValueError: on an unknown field path.
     """
     for path, value in overrides.items():
-        config = _replace_path(config, path.split("."), value, path)
+        path = _canonical_path(type(config), path)
+        _field_type(type(config), path)  # raises on an unknown path
+        config = _replace_path(config, path.split("."), value)
     return config
 
 
-def _replace_path(obj, parts, value, full_path):
-    names = {f.name for f in dataclasses.fields(obj)}
-    if parts[0] not in names:
-        raise ValueError(
-            f"Unknown config field {full_path!r}: {type(obj).__name__} has {sorted(names)}.")
+def _replace_path(obj, parts, value):
     if len(parts) == 1:
         return dataclasses.replace(obj, **{parts[0]: value})
     child = getattr(obj, parts[0])
-    return dataclasses.replace(obj, **{parts[0]: _replace_path(child, parts[1:], value, full_path)})
+    return dataclasses.replace(obj, **{parts[0]: _replace_path(child, parts[1:], value)})
+
+
+def _canonical_path(config_class: type, path: str) -> str:
+    if issubclass(config_class, SimGANConfig):
+        return MOVED_PATHS.get(path, path)
+    return path
+
+
+def _field_type(config_class: type, path: str):
+    """The declared type of the field at dotted `path`; ValueError if there is none."""
+    hint, parts = config_class, path.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(hint):
+            raise ValueError(f"Unknown config field {path!r}: {'.'.join(parts[:i])!r} is "
+                             f"{_type_name(hint)}, not a section.")
+        names = sorted(f.name for f in dataclasses.fields(hint))
+        if part not in names:
+            raise ValueError(f"Unknown config field {path!r}: {hint.__name__} has {names}.")
+        hint = typing.get_type_hints(hint)[part]
+    return hint
+
+
+# --- Command line: named flags and `--config=PATH=VALUE` -------------------------------
+
+# train.py's named flags: flag name -> the config field path (or paths) it sets.
+FLAG_ALIASES = {
+    "data_dir": "data.data_dir",
+    "batch_size": "train.batch_size",
+    "steps": "train.steps",
+    "pretrain_refiner_steps": "train.pretrain_refiner_steps",
+    "pretrain_discriminator_steps": "train.pretrain_discriminator_steps",
+    "k_g": "train.k_g",
+    "k_d": "train.k_d",
+    "reg_weight": "train.reg_weight",
+    "history_size": "train.history_size",
+    "adversarial_loss": "discriminator.output",
+    "optimizer": ("refiner_optimizer.name", "discriminator_optimizer.name"),
+    "refiner_lr": "refiner_optimizer.learning_rate",
+    "discriminator_lr": "discriminator_optimizer.learning_rate",
+    "pretrain_lr": "train.pretrain_learning_rate",
+    "seed": "train.seed",
+    "deterministic": "runtime.deterministic",
+    "strategy": "runtime.strategy",
+    "log_every": "train.log_every",
+    "image_every": "train.image_every",
+    "checkpoint_every": "train.checkpoint_every",
+    "export": "train.export",
+    "refiner_filters": "refiner.filters",
+    "refiner_blocks": "refiner.num_blocks",
+    "keep_checkpoints": "train.keep_checkpoints",
+    "skip_bad_records": "data.skip_bad_records",
+    "data_service": "data.data_service",
+    "mixed_precision": "runtime.mixed_precision",
+    "shuffle_buffer": "data.shuffle_buffer",
+}
+
+_NONE_WORDS = ("none", "null")
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def command_line_overrides(flag_values: dict[str, Any], config_args: Iterable[str],
+                           aliases: dict = FLAG_ALIASES,
+                           config_class: type = SimGANConfig) -> dict[str, Any]:
+    """The overrides of an entry point: its named flags, then its `PATH=VALUE` strings.
+
+    Args:
+      flag_values: `{flag name: value}` of the named flags; `None` means not given.
+      config_args: `PATH=VALUE` strings (`--config`), see `parse_overrides`.
+      aliases: `{flag name: path or tuple of paths}` (default: train.py's).
+      config_class: the config dataclass the paths are in.
+
+    Returns:
+      `{path: value}` for `override`. A `PATH=VALUE` string wins over a named flag
+      that sets the same field, and a later string over an earlier one.
+
+    Raises:
+      ValueError: from `parse_overrides`.
+    """
+    overrides = {}
+    for flag, paths in aliases.items():
+        if flag_values.get(flag) is not None:
+            for path in paths if isinstance(paths, tuple) else (paths,):
+                overrides[path] = flag_values[flag]
+    overrides.update(parse_overrides(config_args, config_class))
+    return overrides
+
+
+def parse_overrides(config_args: Iterable[str],
+                    config_class: type = SimGANConfig) -> dict[str, Any]:
+    """Parses `PATH=VALUE` strings into `{path: typed value}` (a later one wins).
+
+    Each value is parsed by the declared type of its field: `int`, `float`, `bool`
+    (`true`/`false`, `1`/`0`, `yes`/`no`, any case), `str` as written, `None` or `null`
+    for an optional field, and JSON for a tuple: `discriminator.layers` takes a list of
+    layer objects, e.g. `[{"kind": "conv", "filters": 2, "kernel_size": 1}]`.
+
+    Args:
+      config_args: strings like `"refiner.kernel_size=5"`.
+      config_class: the config dataclass the paths are in (default `SimGANConfig`).
+
+    Raises:
+      ValueError: on a string without `=`, an unknown path, a path naming a section
+        rather than a field, or a value its field's type cannot take; the message names
+        the path, the value and the expected type.
+    """
+    return dict(_parse_override(arg, config_class) for arg in config_args)
+
+
+def _parse_override(arg: str, config_class: type) -> tuple[str, Any]:
+    path, equals, text = arg.partition("=")
+    path = path.strip()
+    if not equals or not path:
+        raise ValueError(f"A config override is PATH=VALUE, e.g. train.k_d=2. Received: {arg!r}")
+    path = _canonical_path(config_class, path)
+    try:
+        hint = _field_type(config_class, path)
+    except ValueError as e:
+        raise ValueError(f"{e} Received: {arg!r}") from None
+    if dataclasses.is_dataclass(hint):
+        raise ValueError(f"Config field {path!r} is a section ({hint.__name__}): set one of "
+                         f"its fields, e.g. {path}.{dataclasses.fields(hint)[0].name}=... "
+                         f"Received: {arg!r}")
+    try:
+        return path, _parse_text(hint, text)
+    except (ValueError, TypeError) as e:
+        detail = f" ({e})" if _is_tuple(_unwrap_optional(hint)[0]) else ""
+        raise ValueError(f"Config field {path!r} expects {_type_name(hint)}{detail}. "
+                         f"Received: {arg!r}") from None
+
+
+def _parse_text(hint, text: str):
+    """`text` as a value of type `hint`; ValueError or TypeError if it is not one."""
+    hint, optional = _unwrap_optional(hint)
+    word = text.strip().lower()
+    if optional and word in _NONE_WORDS:
+        return None
+    if hint is str:
+        return text
+    if hint is bool:
+        if word not in _BOOL_WORDS:
+            raise ValueError(text)
+        return _BOOL_WORDS[word]
+    if hint in (int, float):
+        return hint(text)
+    return _from_json_value(hint, json.loads(text))
+
+
+def _from_json_value(hint, value):
+    """A JSON-decoded `value` checked against (and converted to) type `hint`."""
+    hint, optional = _unwrap_optional(hint)
+    if value is None and optional:
+        return None
+    if hint is float and type(value) in (int, float):
+        return float(value)
+    if hint in (bool, int, str) and type(value) is hint:  # a bool is not an int here
+        return value
+    if _is_tuple(hint) and isinstance(value, list):
+        item = (typing.get_args(hint) or (None,))[0]
+        return tuple(v if item is None else _from_json_value(item, v) for v in value)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        hints = typing.get_type_hints(hint)
+        names = [f.name for f in dataclasses.fields(hint)]
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(f"{hint.__name__} has no field {unknown}; it has {names}")
+        return hint(**{k: _from_json_value(hints[k], v) for k, v in value.items()})
+    raise ValueError(f"{value!r} is not {_type_name(hint)}")
+
+
+def _unwrap_optional(hint) -> tuple[Any, bool]:
+    """`(T, True)` for `T | None`, `(hint, False)` otherwise."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(hint)) == 2:
+            return args[0], True
+    return hint, False
+
+
+def _is_tuple(hint) -> bool:
+    return hint is tuple or typing.get_origin(hint) is tuple
+
+
+def _type_name(hint) -> str:
+    """How an error names a type: `int`, `float or null`, `a JSON list of ConvSpec ...`."""
+    hint, optional = _unwrap_optional(hint)
+    if _is_tuple(hint):
+        item = (typing.get_args(hint) or (None,))[0]
+        name = "a JSON list"
+        if dataclasses.is_dataclass(item):
+            keys = ", ".join(f.name for f in dataclasses.fields(item))
+            name += f" of {item.__name__} objects with keys {keys}"
+    elif dataclasses.is_dataclass(hint):
+        name = f"a JSON object of {hint.__name__}"
+    elif hint is bool:
+        name = "bool (true or false)"
+    else:
+        name = getattr(hint, "__name__", str(hint))
+    return f"{name} or null" if optional else name
