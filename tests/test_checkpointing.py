@@ -87,7 +87,7 @@ def test_training_resumes_from_the_previous_checkpoint_when_the_latest_is_corrup
     model_dir = str(tmp_path / "run")
     shutil.copytree(trained_run, model_dir)
     truncate_data(os.path.join(checkpoint_dir(model_dir), "ckpt-9"))
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")
     result = train_lib.train(tiny_config(shifted_data_dir, export=False), model_dir, verbose=0)
     assert "ckpt-9 is unreadable" in caplog.text
     assert "Resumed from" in caplog.text and "ckpt-8 at step 8" in caplog.text

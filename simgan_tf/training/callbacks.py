@@ -1,4 +1,4 @@
-"""Keras callbacks of a SimGAN run: TensorBoard summaries, checkpoints, phase log.
+"""Keras callbacks of a SimGAN run: TensorBoard summaries, skipped records, phase log.
 
 TensorBoard gets scalars (losses, accuracies, schedule), image grids (synthetic | refined |
 difference, real images, and refined | the discriminator's per-patch probability of
@@ -6,8 +6,10 @@ difference, real images, and refined | the discriminator's per-patch probability
 the run's config.
 
 Side effects live here, not in `train_step`: the callbacks run on the host between steps
-and read the model's step counter, so a resumed run continues its curves and checkpoint
-numbers where the interrupted one stopped.
+and read the model's step counter, so a resumed run continues its curves where the
+interrupted one stopped. Checkpoints are not a callback: `checkpointing.CheckpointPolicy`
+decides when they are written, and the training loop (`loop.run`) reports each update
+to it after the callbacks ran.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
-from simgan_tf.modeling.discriminator import REAL
-from simgan_tf.modeling.simgan import PHASE_METRICS
+from simgan_tf.modeling.losses import REAL
+from simgan_tf.modeling.simgan import PHASE_METRICS, SKIPPED_KEY
 
 SCALAR_TAGS = {
     "refiner_adv_loss": "refiner/adversarial_loss",
@@ -232,39 +234,6 @@ class SummaryCallback(keras.callbacks.Callback):
                              f"Mean {float(probability.mean()):.3f}."))
 
 
-class CheckpointCallback(keras.callbacks.Callback):
-    """Saves a checkpoint every `every` steps and at the end of training.
-
-    Args:
-      manager: a `checkpointing.RunCheckpoint` (or a `tf.train.CheckpointManager`)
-        whose checkpoint holds the model, both optimizers (and so the step counter and
-        history buffer) and the input iterator; every worker calls its `save`.
-      every: interval in steps.
-    """
-
-    def __init__(self, manager: tf.train.CheckpointManager, every: int):
-        super().__init__()
-        self.manager = manager
-        self.every = every
-        self._last_saved = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = self.model.step
-        if step % self.every == 0:
-            self._save(step)
-
-    def on_train_end(self, logs=None):
-        step = self.model.step
-        if self._last_saved != step:
-            self._save(step)
-
-    def _save(self, step):
-        path = self.manager.save(checkpoint_number=step)
-        self._last_saved = step
-        if path:  # `None` on multi-worker workers other than the chief
-            logging.info("Saved checkpoint %s", path)
-
-
 class PhaseLogger(keras.callbacks.Callback):
     """Logs when a phase of Algorithm 1 ends, with the figures that tell it went well.
 
@@ -294,16 +263,20 @@ SKIPPED_RECORDS_TAG = "data/skipped_records"
 
 
 class SkippedRecordsSummary(keras.callbacks.Callback):
-    """Writes the count of skipped bad input records (`--skip_bad_records`) to TensorBoard.
+    """Counts the bad input records skipped (`skip_bad_records`), logs and writes them.
 
-    Reads `logs["skipped"]` (records the input pipeline dropped so far) every `log_every`
-    steps and at the end, plus `unreadable`, records lost to truncated shards found by the
-    validation pass.
+    Reads `logs["skipped"]` (records the input pipeline dropped so far), plus
+    `unreadable`, records lost to truncated shards found by the validation pass: logs a
+    warning when the count grows, and writes it to TensorBoard every `log_every` steps
+    and at the end.
 
     Args:
       log_dir: TensorBoard folder (event files go to `<log_dir>/train`).
       log_every: interval in steps.
       unreadable: records found unreadable before training.
+
+    Attributes:
+      total: records skipped so far (`unreadable` before the first step).
     """
 
     def __init__(self, log_dir: str, log_every: int, unreadable: int = 0):
@@ -311,6 +284,7 @@ class SkippedRecordsSummary(keras.callbacks.Callback):
         self.log_dir = log_dir
         self.log_every = log_every
         self.unreadable = unreadable
+        self.total = unreadable
         self._writer = None
         self._last = None
 
@@ -318,8 +292,12 @@ class SkippedRecordsSummary(keras.callbacks.Callback):
         self._writer = tf.summary.create_file_writer(f"{self.log_dir}/train")
 
     def on_train_batch_end(self, batch, logs=None):
-        if logs and "skipped" in logs:
-            self._last = self.unreadable + int(logs["skipped"])
+        if logs and SKIPPED_KEY in logs:
+            self._last = self.unreadable + int(logs[SKIPPED_KEY])
+            if self._last > self.total:
+                logging.warning("Skipped %d bad input record(s) so far (skip_bad_records).",
+                                self._last)
+            self.total = self._last
             if self.model.step % self.log_every == 0:
                 self._write()
 

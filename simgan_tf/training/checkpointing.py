@@ -18,18 +18,23 @@ by reading every tensor (TensorFlow checks each tensor's CRC32C), and only then 
 a missing, truncated or corrupt checkpoint is skipped with a warning naming it, and the
 previous one is used.
 
+When: `CheckpointPolicy` alone decides when a checkpoint is written (every
+`checkpoint_every` updates, at the end of training, and when the run is stopped early);
+the training loop tells it about each update and it calls `RunCheckpoint.save`.
+
 Multi-worker: every worker takes part in each save (saving may run collectives), but only
 the chief writes into `<model_dir>/checkpoints`; the others write into a temporary folder
-of theirs that is deleted right after (TensorFlow's documented pattern). All workers
-restore from the chief's folder, which must therefore be on storage they all see.
+of theirs that is deleted right after (TensorFlow's documented pattern; see
+`simgan_tf.distribute`). All workers restore from the chief's folder, which must
+therefore be on storage they all see.
+
+Every path goes through `tf.io.gfile`: the run folder may be local, `gs://` or `ram://`.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import re
-import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -43,27 +48,21 @@ class NonFiniteWeightsError(FloatingPointError):
     """Raised instead of writing a checkpoint whose weights are NaN or infinite."""
 
 
-def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
-    """Whether this process writes the run's files (always true outside multi-worker).
+def _open(prefix: str):
+    """A reader of the checkpoint at `prefix`.
 
-    The chief is the task of type `chief`, or worker 0 when the cluster has no chief.
+    Not `tf.train.load_checkpoint`: it reads a path that is a folder as "the latest
+    checkpoint in it", and file systems without real folders (`ram://`, object stores)
+    call every prefix of a file name a folder.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type == "chief":
-        return True
-    cluster = resolver.cluster_spec().as_dict()
-    return task_type == "worker" and task_id == 0 and "chief" not in cluster
+    return tf.compat.v1.train.NewCheckpointReader(prefix)
 
 
-def worker_scratch_dir(model_dir: str, strategy: tf.distribute.Strategy | None = None) -> str:
-    """The temporary folder a non-chief worker writes into (deleted after each write)."""
-    strategy = strategy or tf.distribute.get_strategy()
-    resolver = strategy.cluster_resolver
-    return os.path.join(model_dir, ".workers", f"{resolver.task_type}-{resolver.task_id}")
+def _remove_tree(path: str) -> None:
+    try:
+        tf.io.gfile.rmtree(path)
+    except tf.errors.NotFoundError:
+        pass
 
 
 def checkpoint_number(path: str) -> int:
@@ -79,7 +78,7 @@ def verify(prefix: str) -> None:
     """
     if not tf.io.gfile.exists(prefix + ".index"):
         raise tf.errors.NotFoundError(None, None, f"{prefix}.index does not exist")
-    reader = tf.train.load_checkpoint(prefix)
+    reader = _open(prefix)
     for key, dtype in reader.get_variable_to_dtype_map().items():
         if dtype != tf.variant:  # the iterator state: checked when restored
             reader.get_tensor(key)  # checks the tensor's CRC32C
@@ -110,13 +109,18 @@ class RunCheckpoint:
         self.write_directory = write_directory or directory
         self.finite_check = list(finite_check)
         self.max_to_keep = max_to_keep
-        self._manager = tf.train.CheckpointManager(
-            checkpoint, self.write_directory, max_to_keep=max_to_keep,
-            checkpoint_name=_CHECKPOINT_NAME)
+        self._manager = self._new_manager()
 
     @property
     def is_writer(self) -> bool:
+        """Whether this process writes into `directory` (the chief)."""
         return self.write_directory == self.directory
+
+    def _new_manager(self) -> tf.train.CheckpointManager:
+        # A new manager reads the state file again (after a fallback or a scratch wipe).
+        return tf.train.CheckpointManager(self.checkpoint, self.write_directory,
+                                          max_to_keep=self.max_to_keep,
+                                          checkpoint_name=_CHECKPOINT_NAME)
 
     def candidates(self) -> list[str]:
         """Checkpoint prefixes in `directory`, newest (highest step) first."""
@@ -124,7 +128,8 @@ class RunCheckpoint:
         state = tf.train.get_checkpoint_state(self.directory)
         if state is not None:
             prefixes.update(state.all_model_checkpoint_paths)
-        for index in glob.glob(os.path.join(self.directory, f"{_CHECKPOINT_NAME}-*.index")):
+        pattern = os.path.join(self.directory, f"{_CHECKPOINT_NAME}-*.index")
+        for index in tf.io.gfile.glob(pattern):
             if _NUMBER.search(index):
                 prefixes.add(index[: -len(".index")])
         # Both sources already carry `directory`: TensorFlow joins the state file's relative
@@ -138,9 +143,10 @@ class RunCheckpoint:
         A checkpoint that cannot be read completely is skipped with a warning.
         """
         if self.is_writer:  # shards of a save that was killed before its merge
-            for partial in glob.glob(os.path.join(self.directory, f"{_CHECKPOINT_NAME}-*_temp")):
+            pattern = os.path.join(self.directory, f"{_CHECKPOINT_NAME}-*_temp")
+            for partial in tf.io.gfile.glob(pattern):
                 logging.warning("Removing %s, left by a save that did not finish.", partial)
-                shutil.rmtree(partial, ignore_errors=True)
+                _remove_tree(partial)
         skipped = []
         for prefix in self.candidates():
             try:
@@ -153,9 +159,7 @@ class RunCheckpoint:
                 skipped.append(prefix)
                 continue
             if skipped and self.is_writer:
-                self._manager = tf.train.CheckpointManager(
-                    self.checkpoint, self.write_directory, max_to_keep=self.max_to_keep,
-                    checkpoint_name=_CHECKPOINT_NAME)
+                self._manager = self._new_manager()
             return prefix
         if skipped:
             logging.warning("No intact checkpoint in %s (unreadable: %s); starting from "
@@ -177,16 +181,68 @@ class RunCheckpoint:
                 f"Inf. The latest good checkpoint in {self.directory} is kept.")
         path = self._manager.save(checkpoint_number=checkpoint_number)
         if not self.is_writer:
-            shutil.rmtree(self.write_directory, ignore_errors=True)
-            self._manager = tf.train.CheckpointManager(
-                self.checkpoint, self.write_directory, max_to_keep=self.max_to_keep,
-                checkpoint_name=_CHECKPOINT_NAME)
+            _remove_tree(self.write_directory)
+            self._manager = self._new_manager()
             return None
+        return path
+
+
+class CheckpointPolicy:
+    """Decides when a run writes a checkpoint: the one caller of `RunCheckpoint.save`.
+
+    The training loop reports each finished update (`after_update`), the end of training
+    (`at_end`) and an early stop (`on_stop`); the policy writes `ckpt-<step>`:
+
+    - after every update whose step is a multiple of `every`;
+    - at the end of training, unless that step was just written;
+    - when the run stops early (SIGTERM on any worker), after the current update, unless
+      that step was just written.
+
+    The loop raises on a non-finite loss before reporting the update, and
+    `RunCheckpoint.save` refuses non-finite weights, so no checkpoint holds NaN or Inf.
+    The decisions depend on the step alone, so every worker of a multi-worker run saves
+    (a collective) at the same steps.
+
+    Args:
+      run_checkpoint: the run's `RunCheckpoint`.
+      every: interval in updates (>= 1).
+    """
+
+    def __init__(self, run_checkpoint: RunCheckpoint, every: int):
+        if every < 1:
+            raise ValueError(f"Expected every >= 1. Received: every={every}")
+        self.run_checkpoint = run_checkpoint
+        self.every = every
+        self._last_step = None
+        self._last_path = None
+
+    @property
+    def directory(self) -> str:
+        """The folder every worker restores from (`<model_dir>/checkpoints`)."""
+        return self.run_checkpoint.directory
+
+    def after_update(self, step: int) -> str | None:
+        """Writes `ckpt-<step>` if `step` is a multiple of `every`; returns its prefix."""
+        return self._save(step) if step % self.every == 0 else None
+
+    def at_end(self, step: int) -> str | None:
+        """Training finished at `step`: makes sure `ckpt-<step>` is written."""
+        return self._last_path if step == self._last_step else self._save(step)
+
+    def on_stop(self, step: int) -> str | None:
+        """The run stops early at `step`: makes sure `ckpt-<step>` is written."""
+        return self.at_end(step)
+
+    def _save(self, step: int) -> str | None:
+        path = self.run_checkpoint.save(checkpoint_number=step)
+        self._last_step, self._last_path = step, path
+        if path:  # `None` on multi-worker workers other than the chief
+            logging.info("Saved checkpoint %s", path)
         return path
 
 
 def read_tensors(prefix: str, prefix_filter: str = "") -> dict[str, np.ndarray]:
     """All tensors of a checkpoint whose key starts with `prefix_filter` (for tests, tools)."""
-    reader = tf.train.load_checkpoint(prefix)
+    reader = _open(prefix)
     return {key: reader.get_tensor(key) for key, dtype in reader.get_variable_to_dtype_map().items()
             if key.startswith(prefix_filter) and dtype != tf.variant}
