@@ -59,7 +59,7 @@ def make_config(args) -> config_lib.SimGANConfig:
         "train.batch_size": args.batch, "train.k_g": args.k_g, "train.k_d": args.k_d,
         "train.pretrain_refiner_steps": 0, "train.pretrain_discriminator_steps": 0,
         "train.steps": 10 ** 9, "train.history_size": args.buffer,
-        "train.reg_weight": args.lam, "train.mixed_precision": args.mixed_precision,
+        "train.reg_weight": args.lam, "runtime.mixed_precision": args.mixed_precision,
         "train.seed": 0,
         "refiner_optimizer": config_lib.OptimizerConfig(name="sgd", learning_rate=1e-3),
         "discriminator_optimizer": config_lib.OptimizerConfig(name="sgd", learning_rate=1e-3),
@@ -67,7 +67,7 @@ def make_config(args) -> config_lib.SimGANConfig:
 
 
 def build(config):
-    with train_lib.precision_policy(config.train.mixed_precision) as loss_scale:
+    with train_lib.precision_policy(config.runtime.mixed_precision) as loss_scale:
         return train_lib.build_simgan(config, loss_scale=loss_scale)
 
 

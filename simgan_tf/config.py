@@ -220,10 +220,6 @@ class TrainConfig:
       checkpoint_every: update steps between checkpoints.
       keep_checkpoints: checkpoints kept on disk.
       export: export the refiner as a SavedModel at the end.
-
-    The runtime settings `deterministic` and `mixed_precision` moved to `RuntimeConfig`;
-    the read-only properties of the same names read them from the `SimGANConfig` this
-    section belongs to, for code that still reads `config.train.deterministic`.
     """
     batch_size: int = 512
     steps: int = 10_000
@@ -241,20 +237,6 @@ class TrainConfig:
     keep_checkpoints: int = 3
     export: bool = True
 
-    @property
-    def deterministic(self) -> bool:
-        """Read-only `SimGANConfig.runtime.deterministic` (moved there)."""
-        return self._runtime().deterministic
-
-    @property
-    def mixed_precision(self) -> bool:
-        """Read-only `SimGANConfig.runtime.mixed_precision` (moved there)."""
-        return self._runtime().mixed_precision
-
-    def _runtime(self) -> RuntimeConfig:
-        # Attached by SimGANConfig.__post_init__; a standalone section has the defaults.
-        return self.__dict__.get("_owner_runtime", RuntimeConfig())
-
 
 @dataclasses.dataclass(frozen=True)
 class SimGANConfig:
@@ -265,7 +247,7 @@ class SimGANConfig:
       data, refiner, discriminator, train: see their classes.
       refiner_optimizer, discriminator_optimizer: one optimizer each.
       runtime: how the run executes (strategy, mixed precision, determinism); see
-        `RuntimeConfig`. `strategy` is a read-only alias of `runtime.strategy`.
+        `RuntimeConfig`.
     """
     name: str = "gaze"
     data: DataConfig = DataConfig()
@@ -275,18 +257,6 @@ class SimGANConfig:
     discriminator_optimizer: OptimizerConfig = OptimizerConfig(learning_rate=1e-3)
     train: TrainConfig = TrainConfig()
     runtime: RuntimeConfig = RuntimeConfig()
-
-    def __post_init__(self):
-        # `train.deterministic` and `train.mixed_precision` read this runtime; a copy of
-        # the section, so that configs sharing one `TrainConfig` keep their own runtime.
-        train = dataclasses.replace(self.train)
-        object.__setattr__(train, "_owner_runtime", self.runtime)
-        object.__setattr__(self, "train", train)
-
-    @property
-    def strategy(self) -> str:
-        """Read-only `runtime.strategy` (moved there)."""
-        return self.runtime.strategy
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -191,22 +191,26 @@ def old_layout(config):
     return data
 
 
-def test_runtime_settings_are_grouped_and_old_accessors_read_them():
+def test_runtime_settings_are_grouped_apart_from_the_schedule():
     config = config_lib.override(config_lib.get_preset("gaze_demo"), {
         "runtime.strategy": "mirrored", "runtime.deterministic": True,
         "runtime.mixed_precision": True})
     assert config.runtime == config_lib.RuntimeConfig("mirrored", True, True)
-    assert config.strategy == "mirrored"
-    assert config.train.deterministic is True and config.train.mixed_precision is True
-    assert "deterministic" not in config.to_json()["train"]
-    assert "strategy" not in config.to_json()
-    # Configs sharing one TrainConfig read their own runtime.
-    plain = dataclasses.replace(config, runtime=config_lib.RuntimeConfig())
-    assert plain.train == config.train and plain.train.deterministic is False
-    assert config.train.deterministic is True
-    assert config_lib.TrainConfig().deterministic is False  # a standalone section
+    data = config.to_json()
+    assert data["runtime"] == {"strategy": "mirrored", "deterministic": True,
+                               "mixed_precision": True}
+    assert "deterministic" not in data["train"] and "mixed_precision" not in data["train"]
+    assert "strategy" not in data
+    # The schedule section no longer carries them, not even as a copy.
+    assert not hasattr(config.train, "deterministic")
+    assert not hasattr(config, "strategy")
+    # The old paths still set the new fields.
+    old = config_lib.override(config_lib.get_preset("gaze_demo"), {
+        "strategy": "one_device", "train.deterministic": True,
+        "train.mixed_precision": True})
+    assert old.runtime == config_lib.RuntimeConfig("one_device", True, True)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.train.deterministic = False
+        config.runtime.deterministic = False
 
 
 def test_old_config_json_layout_loads():
@@ -215,7 +219,7 @@ def test_old_config_json_layout_loads():
     data = old_layout(config)
     assert data["train"]["deterministic"] is True and data["strategy"] == "one_device"
     restored = config_lib.SimGANConfig.from_json(json.loads(json.dumps(data)))
-    assert restored == config and restored.train.deterministic is True
+    assert restored == config and restored.runtime.deterministic is True
     assert data["train"]["deterministic"] is True  # the caller's dict is not changed
     # A value at the new path wins over one at the old path.
     data["runtime"] = {"deterministic": False}

@@ -25,7 +25,7 @@ def test_refiner_moves_toward_real_and_keeps_content(shifted_data_dir, tmp_path)
         "train.pretrain_discriminator_steps": 30, "train.steps": 100,
         "train.history_size": 320, "train.log_every": 50, "train.image_every": 1000,
         "train.checkpoint_every": 1000, "train.export": False, "train.seed": 2,
-        "train.deterministic": True})
+        "runtime.deterministic": True})
     model = train_lib.train(config, str(tmp_path / "run"), verbose=0).model
 
     synthetic = np.stack([e["image"] for e in reader.read_split(shifted_data_dir, "synthetic")

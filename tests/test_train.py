@@ -210,7 +210,7 @@ def test_bfloat16_refiner_stays_within_the_stated_tolerance_of_float32():
 def test_mixed_precision_runs_and_keeps_float32_at_the_edges(shifted_data_dir, tmp_path):
     import keras
 
-    config = config_lib.override(tiny_config(shifted_data_dir), {"train.mixed_precision": True})
+    config = config_lib.override(tiny_config(shifted_data_dir), {"runtime.mixed_precision": True})
     result = train_lib.train(config, str(tmp_path / "run"), verbose=0)
     model = result.model
     assert result.step == 9

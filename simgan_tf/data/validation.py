@@ -271,7 +271,7 @@ def validate_split(data_dir: str, split: str, info: schema.DatasetInfo, *,
             except BadRecordError as e:
                 if not skip_bad_records:
                     raise
-                logging.warning("%s (it will be skipped: --skip_bad_records).", e)
+                logging.warning("%s (skipped: skip_bad_records is on).", e)
         reports.append(report)
     if all(r.records == 0 for r in reports):
         raise ValueError(f"Split {split!r} of {data_dir} has no readable record "

@@ -23,6 +23,7 @@ import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -215,20 +216,9 @@ def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_sp
         real_images = realism.load_images(data_dir, realism_split, count)
     summaries = {}
     for split in train_splits:
-        start = time.perf_counter()
-        model = train_estimator(config, data_dir, split, strategy=strategy, verbose=verbose)
-        summary = test_estimator(config, model, data_dir, test_split)
-        summary["train_images"] = info.splits[split].count
-        summary["train_seconds"] = round(time.perf_counter() - start, 1)
-        if real_images is not None:
-            candidate = realism.load_images(data_dir, split, len(real_images))
-            summary["realism"] = realism.realism_score(real_images, candidate,
-                                                       config.realism, strategy=strategy)
-        logging.info("Trained on %s, tested on %s: mean %.3f %s, median %.3f%s.", split,
-                     test_split, summary["mean"], summary["unit"], summary["median"],
-                     f", realism accuracy {summary['realism']['accuracy']:.3f}"
-                     if "realism" in summary else "")
-        summaries[split] = summary
+        summaries[split] = evaluate_split(config, data_dir, split, test_split, info,
+                                          real_images=real_images, strategy=strategy,
+                                          verbose=verbose)
     results = {
         "task": config.task,
         "data_dir": os.path.abspath(data_dir),
@@ -239,15 +229,45 @@ def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_sp
         "config": dataclasses.asdict(config),
         "splits": summaries,
     }
+    write_outputs(output_dir, results)
+    return results
+
+
+def evaluate_split(config: EvalConfig, data_dir: str, split: str, test_split: str,
+                   info: schema.DatasetInfo, *, real_images: np.ndarray | None = None,
+                   strategy: tf.distribute.Strategy | None = None, verbose: int = 0) -> dict:
+    """Trains an estimator on `split`, tests it on `test_split`: that split's summary.
+
+    With `real_images`, the summary also holds the realism score of `split`'s first
+    `len(real_images)` images against them (`realism.realism_score`).
+    """
+    start = time.perf_counter()
+    model = train_estimator(config, data_dir, split, strategy=strategy, verbose=verbose)
+    summary = test_estimator(config, model, data_dir, test_split)
+    summary["train_images"] = info.splits[split].count
+    summary["train_seconds"] = round(time.perf_counter() - start, 1)
+    if real_images is not None:
+        candidate = realism.load_images(data_dir, split, len(real_images))
+        summary["realism"] = realism.realism_score(real_images, candidate,
+                                                   config.realism, strategy=strategy)
+    logging.info("Trained on %s, tested on %s: mean %.3f %s, median %.3f%s.", split,
+                 test_split, summary["mean"], summary["unit"], summary["median"],
+                 f", realism accuracy {summary['realism']['accuracy']:.3f}"
+                 if "realism" in summary else "")
+    return summary
+
+
+def write_outputs(output_dir: str, results: dict) -> None:
+    """Writes results.json, the curves plot and the TensorBoard summaries of `results`."""
+    summaries, task = results["splits"], results["task"]
     metrics.write_results(os.path.join(output_dir, RESULTS_FILE), results)
-    unit = "degrees" if config.task == "gaze" else "pixels"
+    unit = "degrees" if task == "gaze" else "pixels"
     curves = metrics.plot_curves(
         summaries, os.path.join(output_dir, CURVES_FILE),
-        title=f"{config.task}: trained on each split, tested on {test_split}",
+        title=f"{task}: trained on each split, tested on {results['test_split']}",
         xlabel=f"distance from ground truth ({unit})" + (
-            "; all joints within" if config.task == "hand" else ""))
+            "; all joints within" if task == "hand" else ""))
     write_summaries(os.path.join(output_dir, LOG_DIR), summaries, curves)
-    return results
 
 
 def write_summaries(log_dir: str, summaries: dict, curves_png: str) -> None:

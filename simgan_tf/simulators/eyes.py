@@ -50,6 +50,10 @@ the geometry nuisances (eye opening, iris and pupil size, head offset, scale and
 skin, sclera and iris tones) are the same in both domains for the same seed, so the
 same `(gaze, seed)` puts the pupil at the same place in `synthetic` and `real`. Callers
 should use different seeds per split.
+
+This module is over 400 lines: one renderer, whose geometry, shading and camera model
+share their constants and were tuned together against the gap they must produce; split
+across modules, a change to one would hide its effect on the others.
 """
 
 from __future__ import annotations
@@ -300,17 +304,45 @@ def _render_clean(gaze: np.ndarray, params: dict, config: SimulatorConfig,
     cy = h / 2 + params["offset_y"] * unit / params["scale"]
     ys, xs = np.meshgrid(np.arange(h, dtype=np.float32) + 0.5,
                          np.arange(w, dtype=np.float32) + 0.5, indexing="ij")
-    px, py = xs[None] - cx, ys[None] - cy  # [m, H, W] pixels from the eye centre
+    pitch = gaze[:, 0, None, None].astype(np.float32)
+    yaw = gaze[:, 1, None, None].astype(np.float32)
+    lids = _eyelids(xs[None] - cx, ys[None] - cy, pitch, params, unit)
+    skin = _skin(lids, params)
+    # Eyeball: sclera shaded darker towards the corners and under the upper lid.
+    u, v = lids["u"], lids["v"]
+    rho2 = (u ** 2 + v ** 2) / _EYE_HALF_WIDTH ** 2
+    sclera = params["sclera"] * (0.65 + 0.35 * np.sqrt(np.clip(1.0 - 0.8 * rho2, 0, 1)))
+    lid_shadow = 1.0 - 0.3 * np.exp(-np.maximum(lids["below_upper"] / unit, 0.0) / 2.0)
+    iris = _iris(xs, ys, cx, cy, pitch, yaw, params, unit)
 
-    # Eyelids and skin in the head's frame (rotated by roll), in reference pixels.
+    eye = sclera + iris["iris_cover"] * (iris["iris"] - sclera)
+    eye = eye + iris["pupil_cover"] * (params["pupil"] - eye)
+    eye = eye * lid_shadow
+    opening = lids["opening"]
+    image = skin + opening * (eye - skin)
+    gx, gy, depth = iris["gx"], iris["gy"], iris["depth"]
+    iris_cover = iris["iris_cover"]
+    cornea_depth = 0.55 * depth
+    return {"image": image.astype(np.float32), "opening": opening,
+            "iris": iris_cover * opening,
+            "cornea_x": cx + cornea_depth * gx, "cornea_y": cy + cornea_depth * gy}
+
+
+def _eyelids(px, py, pitch, params: dict, unit) -> dict:
+    """The eyelids in the head's frame (rotated by roll), from pixel offsets `px`, `py`
+    `[m, H, W]` to the eye centre.
+
+    Returns:
+      dict with the head-frame coordinates `u`, `v` (reference pixels; `v` down the
+      head), the lid curve `arc` and upper lid `upper`, the pixel distances
+      `below_upper` and `above_lower` inside each lid, and the `opening` coverage.
+    """
     cos_r, sin_r = np.cos(params["roll"]), np.sin(params["roll"])
     u = (cos_r * px + sin_r * py) / unit
     v = (-sin_r * px + cos_r * py) / unit  # down the head
     t = u / _EYE_HALF_WIDTH
     arc = 1.0 - t ** 2
     darc = -2.0 * t
-    pitch = gaze[:, 0, None, None].astype(np.float32)
-    yaw = gaze[:, 1, None, None].astype(np.float32)
     upper_height = np.maximum(
         params["opening"] * _UPPER_LID_SHARE + _LID_PER_PITCH * pitch, 1.5)
     lower_height = params["opening"] * (1.0 - _UPPER_LID_SHARE)
@@ -321,25 +353,33 @@ def _render_clean(gaze: np.ndarray, params: dict, config: SimulatorConfig,
     lower_slope = lower_height * (darc * (1.0 + sl * t) + arc * sl) / _EYE_HALF_WIDTH
     below_upper = (v - upper) / np.sqrt(1.0 + upper_slope ** 2) * unit  # pixels
     above_lower = (lower - v) / np.sqrt(1.0 + lower_slope ** 2) * unit
-    opening = _soft(np.minimum(below_upper, above_lower))
+    return {"u": u, "v": v, "arc": arc, "upper": upper, "below_upper": below_upper,
+            "above_lower": above_lower,
+            "opening": _soft(np.minimum(below_upper, above_lower)), "unit": unit}
 
-    # Skin: darker in the eye socket, a lid crease above the upper lid, eyelashes on
-    # the upper lid margin and a faint shadow under the lower lid.
+
+def _skin(lids: dict, params: dict) -> np.ndarray:
+    """Skin: darker in the eye socket, a lid crease above the upper lid, eyelashes on
+    the upper lid margin and a faint shadow under the lower lid."""
+    u, v, arc, unit = lids["u"], lids["v"], lids["arc"], lids["unit"]
     socket = np.exp(-(u / _SOCKET_RADII[0]) ** 2 - ((v + 1.0) / _SOCKET_RADII[1]) ** 2)
     skin = params["skin"] * (1.0 - 0.15 * socket)
     inner_arc = np.clip(arc, 0.0, 1.0)
-    crease = upper - params["crease_gap"] * np.sqrt(inner_arc)
+    crease = lids["upper"] - params["crease_gap"] * np.sqrt(inner_arc)
     skin = skin * (1.0 - 0.15 * inner_arc * np.exp(-((v - crease) / 1.0) ** 2))
-    lash_profile = np.exp(-((below_upper / unit + 0.6) / 1.0) ** 2)
+    lash_profile = np.exp(-((lids["below_upper"] / unit + 0.6) / 1.0) ** 2)
     skin = skin * (1.0 - params["lash"] * np.sqrt(inner_arc) * lash_profile)
-    skin = skin * (1.0 - 0.08 * inner_arc * np.exp(-((above_lower / unit + 1.5) / 1.5) ** 2))
+    return skin * (1.0 - 0.08 * inner_arc
+                   * np.exp(-((lids["above_lower"] / unit + 1.5) / 1.5) ** 2))
 
-    # Eyeball: sclera shaded darker towards the corners and under the upper lid.
-    rho2 = (u ** 2 + v ** 2) / _EYE_HALF_WIDTH ** 2
-    sclera = params["sclera"] * (0.65 + 0.35 * np.sqrt(np.clip(1.0 - 0.8 * rho2, 0, 1)))
-    lid_shadow = 1.0 - 0.3 * np.exp(-np.maximum(below_upper / unit, 0.0) / 2.0)
 
-    # Iris and pupil: discs perpendicular to the gaze, projected orthographically.
+def _iris(xs, ys, cx, cy, pitch, yaw, params: dict, unit) -> dict:
+    """Iris and pupil: discs perpendicular to the gaze, projected orthographically.
+
+    Returns:
+      dict with the `iris_cover` and `pupil_cover` coverages, the iris shade `iris`, the
+      gaze's image-plane direction `gx`, `gy` and the iris plane's `depth` (pixels).
+    """
     cos_p, sin_p = np.cos(pitch), np.sin(pitch)
     gx, gy = -cos_p * np.sin(yaw), -sin_p
     foreshortening = cos_p * np.cos(yaw)
@@ -349,25 +389,15 @@ def _render_clean(gaze: np.ndarray, params: dict, config: SimulatorConfig,
     ey = np.where(safe, gy / np.where(safe, norm, 1.0), 0.0)
     iris_radius = params["iris_radius"] * unit  # pixels
     depth = np.sqrt(_EYEBALL_RADIUS ** 2 - params["iris_radius"] ** 2) * unit
-    iris_x, iris_y = cx + depth * gx, cy + depth * gy
-    ix, iy = xs[None] - iris_x, ys[None] - iris_y
+    ix, iy = xs[None] - (cx + depth * gx), ys[None] - (cy + depth * gy)
     iris_distance, iris_rho = _ellipse_distance(
         ix, iy, iris_radius * foreshortening, iris_radius, ex, ey)
     pupil_radius = iris_radius * params["pupil_ratio"]
     pupil_distance, _ = _ellipse_distance(
         ix, iy, pupil_radius * foreshortening, pupil_radius, ex, ey)
-    iris_cover = _soft(iris_distance)
-    pupil_cover = _soft(pupil_distance)
-    iris = params["iris"] * (1.15 - 0.4 * np.clip(iris_rho, 0, 1) ** 4)
-
-    eye = sclera + iris_cover * (iris - sclera)
-    eye = eye + pupil_cover * (params["pupil"] - eye)
-    eye = eye * lid_shadow
-    image = skin + opening * (eye - skin)
-    cornea_depth = 0.55 * depth
-    return {"image": image.astype(np.float32), "opening": opening,
-            "iris": iris_cover * opening,
-            "cornea_x": cx + cornea_depth * gx, "cornea_y": cy + cornea_depth * gy}
+    return {"iris_cover": _soft(iris_distance), "pupil_cover": _soft(pupil_distance),
+            "iris": params["iris"] * (1.15 - 0.4 * np.clip(iris_rho, 0, 1) ** 4),
+            "gx": gx, "gy": gy, "depth": depth}
 
 
 def _patch_unit(config: SimulatorConfig) -> float:

@@ -45,6 +45,10 @@ of `CHUNK_SIZE` samples, always drawing full chunks; kinematics are computed on 
 zero-padded chunks. Hence outputs are byte-identical for the same arguments, the first k
 samples of n agree with a run of k, and the geometry is the same in both domains for the
 same `(pose, seed)`. Callers should use different seeds per split.
+
+This module is over 400 lines: one renderer (pose sampling, kinematics, ray casting and
+the Kinect model share the hand's constants and the chunked random streams), kept
+together for the same reason as `eyes.py`.
 """
 
 from __future__ import annotations
@@ -298,6 +302,20 @@ def _kinematics(pose: np.ndarray, scale: np.ndarray, finger_scale: np.ndarray,
               np.zeros((c, 3))]
     points = np.stack(starts + ends + joints, axis=1)  # [C, 2K + 14, 3]
 
+    k = len(starts)
+    points = _to_image(points, pose, k, config)
+    return (points[:, :k], points[:, k:2 * k], np.stack(radii, axis=1),
+            points[:, 2 * k:])
+
+
+def _to_image(points: np.ndarray, pose: np.ndarray, k: int,
+              config: HandSimulatorConfig) -> np.ndarray:
+    """Rotates hand-frame `points` `[C, 2k + 14, 3]` (k capsules' starts and ends, then
+    the 14 joints) by the pose and projects them into the crop centred on the joints.
+
+    Returns:
+      `[C, 2k + 14, 3]` with x, y in pixels (u, v) and z in mm (depth).
+    """
     # Rotation R = Rz(roll) Rx(tilt_x) Ry(tilt_y), written out elementwise.
     cr, sr = np.cos(pose[:, 0])[:, None], np.sin(pose[:, 0])[:, None]
     cx, sx = np.cos(pose[:, 1])[:, None], np.sin(pose[:, 1])[:, None]
@@ -307,15 +325,12 @@ def _kinematics(pose: np.ndarray, scale: np.ndarray, finger_scale: np.ndarray,
     y, z = cx * y - sx * z, sx * y + cx * z
     x, y = cr * x - sr * y, sr * x + cr * y
 
-    k = len(starts)
     centre_x = x[:, 2 * k:].mean(axis=1, keepdims=True) - pose[:, 4, None]
     centre_y = y[:, 2 * k:].mean(axis=1, keepdims=True) - pose[:, 5, None]
     ppm = config.size / config.crop_mm
     middle = (config.size - 1) / 2.0
-    points = np.stack([middle + (x - centre_x) * ppm, middle + (y - centre_y) * ppm,
-                       z + pose[:, _POSE_DEPTH, None]], axis=-1)
-    return (points[:, :k], points[:, k:2 * k], np.stack(radii, axis=1),
-            points[:, 2 * k:])
+    return np.stack([middle + (x - centre_x) * ppm, middle + (y - centre_y) * ppm,
+                     z + pose[:, _POSE_DEPTH, None]], axis=-1)
 
 
 def _raycast(starts: np.ndarray, ends: np.ndarray, radii: np.ndarray,

@@ -21,6 +21,10 @@ multi-worker training):
                                  input iterator; see `checkpointing`)
   logs/train/                    TensorBoard event files
   export/refiner/<step>/         the refiner SavedModel (TF Serving layout)
+
+This module is over 400 lines: it is the list of a run's steps, each a short function,
+kept in one file in the order `train` calls them so that a reader follows a run top to
+bottom; the loop, callbacks, checkpointing and distribution are modules of their own.
 """
 
 from __future__ import annotations
