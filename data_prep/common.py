@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import multiprocessing
 import os
@@ -413,6 +414,35 @@ def check_input_dir(path: str, what: str) -> str:
     return os.path.abspath(path)
 
 
+def check_fraction(fraction, what: str = "real_test_fraction") -> float:
+    """Returns `fraction` as a float; raises ValueError unless it is in [0, 1)."""
+    value = float(fraction)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"Expected {what} in [0, 1). Received: {what}={fraction!r}")
+    return value
+
+
+def held_out(key: str, fraction: float) -> bool:
+    """Whether the sample `key` belongs to the held-out `fraction` (e.g. `real_test/`).
+
+    The first 8 bytes of `sha256(key)` (UTF-8), read as an integer `h` in [0, 2**64), put
+    the key in the held-out part if `h / 2**64 < fraction`. The answer depends on the key
+    alone: not on the other keys, their order, the number of workers or Python's string
+    hashing, and adding samples never moves an existing one to the other part.
+    """
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") < fraction * 2.0**64
+
+
+def split_held_out(items: Sequence, fraction: float, key: Callable = str) -> tuple:
+    """`(kept, held)`: `items` split by `held_out(key(item), fraction)`, order kept."""
+    fraction = check_fraction(fraction)
+    kept, held = [], []
+    for item in items:
+        (held if held_out(key(item), fraction) else kept).append(item)
+    return kept, held
+
+
 def define_common_flags(flag_values=None) -> None:
     """Defines `--shard_bytes`, `--compression`, `--workers`, `--strict` and `--limit`.
 
@@ -438,6 +468,17 @@ def define_common_flags(flag_values=None) -> None:
         "skipping and counting it.", flag_values=fv)
     flags.DEFINE_integer("limit", None, "Write at most this many records per split.",
                          lower_bound=1, flag_values=fv)
+
+
+def define_real_test_fraction_flag(flag_values=None) -> None:
+    """Defines `--real_test_fraction` (the real samples `held_out` into `real_test/`)."""
+    from absl import flags
+
+    flags.DEFINE_float(
+        "real_test_fraction", 0.0,
+        "Fraction of the real samples written to real_test/ instead of real/, chosen "
+        "by a hash of each key (deterministic). 0: no real_test/ split.",
+        flag_values=flags.FLAGS if flag_values is None else flag_values)
 
 
 def options_from_flags(flag_values=None) -> ConvertOptions:
