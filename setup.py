@@ -22,6 +22,7 @@ setuptools.setup(
         "numpy>=1.26",
         "pillow>=10.0",
         "scipy>=1.11",
+        "h5py>=3.10",
         "tqdm>=4.66",
         "matplotlib>=3.8",
     ],
