@@ -499,3 +499,19 @@ def run_main(convert: Callable[[], Summary]) -> int:
         return 1
     print(summary.format())
     return 0
+
+
+def make_main(convert_from_flags: Callable[[Any], Summary]) -> Callable[[list], int]:
+    """A converter's `main(argv)` for `absl.app.run`.
+
+    It rejects positional arguments, then runs `convert_from_flags(flags.FLAGS)` through
+    `run_main` (the summary, or the error and exit code 1).
+    """
+    def main(argv):
+        from absl import app, flags
+
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        return run_main(lambda: convert_from_flags(flags.FLAGS))
+
+    return main

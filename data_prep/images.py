@@ -532,18 +532,16 @@ def define_flags() -> None:
     common.define_common_flags()
 
 
-def main(argv):
-    from absl import app, flags
-
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    fv = flags.FLAGS
-    return common.run_main(lambda: convert(
+def _convert_from_flags(fv) -> common.Summary:
+    return convert(
         fv.output_dir, size=fv.size, synthetic_dir=fv.synthetic_dir,
         real_dir=fv.real_dir, real_test_dir=fv.real_test_dir,
         real_test_fraction=fv.real_test_fraction, labels_csv=fv.labels_csv,
         labeled_splits=fv.labeled_splits, resize=fv.resize, grayscale=fv.grayscale,
-        bit_depth=int(fv.bit_depth), options=common.options_from_flags()))
+        bit_depth=int(fv.bit_depth), options=common.options_from_flags())
+
+
+main = common.make_main(_convert_from_flags)
 
 
 if __name__ == "__main__":

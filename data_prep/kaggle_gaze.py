@@ -263,15 +263,13 @@ def define_flags() -> None:
     common.define_common_flags()
 
 
-def main(argv):
-    from absl import app, flags
-
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    fv = flags.FLAGS
-    return common.run_main(lambda: convert(
+def _convert_from_flags(fv) -> common.Summary:
+    return convert(
         fv.output_dir, synthetic_h5=fv.synthetic_h5, real_h5=fv.real_h5,
-        real_test_fraction=fv.real_test_fraction, options=common.options_from_flags()))
+        real_test_fraction=fv.real_test_fraction, options=common.options_from_flags())
+
+
+main = common.make_main(_convert_from_flags)
 
 
 if __name__ == "__main__":

@@ -99,3 +99,29 @@ def refiner_export(tmp_path_factory):
     refiner = build_refiner(SHAPE, config_lib.RefinerConfig(filters=8, num_blocks=1))
     path = export.export_refiner(refiner, str(tmp_path_factory.mktemp("export")), 5, SHAPE)
     return refiner, path
+
+
+REPO = os.path.join(os.path.dirname(__file__), "..")
+
+
+def run_module(module, *args, timeout=180):
+    """Runs `python -m <module> <args>` from the repository; the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def folder_bytes(folder):
+    """`{relative path: bytes}` of every file below `folder`, folders mapped to None
+    (to compare two states, leftover empty folders included)."""
+    files = {}
+    for parent, dirs, names in os.walk(folder):
+        files.update({os.path.relpath(os.path.join(parent, d), folder): None for d in dirs})
+        for name in names:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = f.read()
+    return files

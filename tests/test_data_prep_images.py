@@ -3,17 +3,14 @@
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import folder_bytes, run_module
 from data_prep import check, common, images
 from simgan_tf.data import reader, schema
-
-REPO = os.path.join(os.path.dirname(__file__), "..")
 
 
 def _options(**kwargs):
@@ -133,19 +130,13 @@ def test_strict_names_the_odd_file_and_keeps_previous_output(tmp_path):
     out = str(tmp_path / "data")
     images.convert(out, size=(35, 55), real_dir=folder, resize="none", grayscale=True,
                    options=_options())
-    before = {n: open(os.path.join(out, "real", n), "rb").read()
-              for n in os.listdir(os.path.join(out, "real"))}
-    before_json = open(os.path.join(out, "dataset.json"), "rb").read()
+    before = folder_bytes(out)
     _save(os.path.join(folder, "sub", "odd.png"), _pattern(35, 54, 1, 9))
     with pytest.raises(common.ConversionError,
                        match=r"sub/odd\.png: wrong_shape \(image is 35x54 .*--strict"):
         images.convert(out, size=(35, 55), real_dir=folder, resize="none",
                        grayscale=True, options=_options(strict=True))
-    after = {n: open(os.path.join(out, "real", n), "rb").read()
-             for n in os.listdir(os.path.join(out, "real"))}
-    assert after == before
-    assert open(os.path.join(out, "dataset.json"), "rb").read() == before_json
-    assert sorted(os.listdir(out)) == ["dataset.json", "real"]  # No staging left.
+    assert folder_bytes(out) == before  # Split and dataset.json kept, no staging left.
 
 
 def test_workers_do_not_change_the_bytes(tmp_path):
@@ -197,49 +188,43 @@ def test_real_test_fraction_split_is_deterministic_and_disjoint(tmp_path):
     assert check.check(out).ok
 
 
-def test_colour_64x64x3_round_trips(tmp_path):
+@pytest.mark.parametrize("shape,grayscale", [((64, 64, 3), False), ((48, 80, 1), True)])
+def test_round_trip_through_the_reader(tmp_path, shape, grayscale):
     folder = str(tmp_path / "synthetic")
-    originals = {f"{i}.png": _pattern(64, 64, 3, i) for i in range(4)}
+    originals = {f"{i}.png": _pattern(*shape, i) for i in range(4)}
     for key, pixels in originals.items():
         _save(os.path.join(folder, key), pixels)
-    # An RGBA and a palette PNG of the same pixels: converted to RGB.
-    _save(os.path.join(folder, "rgba.png"), np.dstack(
-        [originals["0.png"], np.full((64, 64), 128, np.uint8)]))
-    Image.fromarray(originals["1.png"]).quantize(256).save(os.path.join(folder, "p.png"))
     out = str(tmp_path / "data")
-    images.convert(out, size="64x64", synthetic_dir=folder, resize="none",
-                   options=_options())
+    images.convert(out, size=shape[:2], synthetic_dir=folder, resize="none",
+                   grayscale=grayscale, options=_options())
     keys, pixels, _ = _load(out, "synthetic")
-    assert keys == ["0.png", "1.png", "2.png", "3.png", "p.png", "rgba.png"]
-    assert pixels.shape == (6, 64, 64, 3)
-    for i, key in enumerate(keys[:4]):
+    assert keys == sorted(originals) and pixels.shape == (4, *shape)
+    for i, key in enumerate(keys):
         np.testing.assert_array_equal(pixels[i], originals[key])
-    np.testing.assert_array_equal(pixels[5], originals["0.png"])
-    palette = np.asarray(Image.open(os.path.join(folder, "p.png")).convert("RGB"))
-    np.testing.assert_array_equal(pixels[4], palette)
-    assert schema.read_dataset_info(out).image_shape == (64, 64, 3)
+    assert schema.read_dataset_info(out).image_shape == shape
     assert check.check(out).ok
 
 
-def test_grayscale_48x80_round_trips_and_luma(tmp_path):
+def test_modes_are_converted(tmp_path):
     folder = str(tmp_path / "real")
-    gray = {f"g{i}.png": _pattern(48, 80, 1, i) for i in range(3)}
-    for key, pixels in gray.items():
-        _save(os.path.join(folder, key), pixels)
-    colour = _pattern(48, 80, 3, 7)
+    colour = _pattern(16, 24, 3, 7)
     _save(os.path.join(folder, "rgb.png"), colour)
-    out = str(tmp_path / "data")
-    images.convert(out, size="48x80", real_dir=folder, grayscale=True,
+    _save(os.path.join(folder, "rgba.png"), np.dstack(
+        [colour, np.full((16, 24), 128, np.uint8)]))
+    Image.fromarray(colour).quantize(64).save(os.path.join(folder, "p.png"))
+    palette = np.asarray(Image.open(os.path.join(folder, "p.png")).convert("RGB"))
+    rgb, gray = str(tmp_path / "rgb"), str(tmp_path / "gray")
+    images.convert(rgb, size="16x24", real_dir=folder, options=_options())
+    images.convert(gray, size="16x24", real_dir=folder, grayscale=True,
                    options=_options())
-    keys, pixels, _ = _load(out, "real")
-    assert keys == ["g0.png", "g1.png", "g2.png", "rgb.png"]
-    assert pixels.shape == (4, 48, 80, 1)
-    for i, key in enumerate(keys[:3]):
-        np.testing.assert_array_equal(pixels[i], gray[key])
+    keys, pixels, _ = _load(rgb, "real")
+    assert keys == ["p.png", "rgb.png", "rgba.png"]
+    np.testing.assert_array_equal(pixels[0], palette)
+    np.testing.assert_array_equal(pixels[1], colour)
+    np.testing.assert_array_equal(pixels[2], colour)  # Alpha dropped.
     # ITU-R 601-2 luma, L = R * 299/1000 + G * 587/1000 + B * 114/1000 (rounded).
     luma = colour.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    assert np.abs(pixels[3][..., 0] - luma).max() <= 1
-    assert check.check(out).ok
+    assert np.abs(_load(gray, "real")[1][1][..., 0] - luma).max() <= 1
 
 
 def test_16_bit_grayscale(tmp_path):
@@ -334,13 +319,11 @@ def test_command_line(tmp_path):
     for i in range(6):
         _save(os.path.join(real, f"{i}.jpg"), _pattern(70, 110, 3, i), quality=90)
     out = str(tmp_path / "data")
-    result = subprocess.run(
-        [sys.executable, "-m", "data_prep.images", f"--output_dir={out}",
-         f"--synthetic_dir={folder}", f"--real_dir={real}", "--real_test_fraction=0.5",
-         f"--labels_csv={csv_path}", "--size=35x55", "--resize=crop", "--grayscale",
-         "--workers=2", "--compression=gzip"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = run_module(
+        "data_prep.images", f"--output_dir={out}", f"--synthetic_dir={folder}",
+        f"--real_dir={real}", "--real_test_fraction=0.5", f"--labels_csv={csv_path}",
+        "--size=35x55", "--resize=crop", "--grayscale", "--workers=2",
+        "--compression=gzip")
     assert result.returncode == 0, result.stderr
     assert "skipped 1 x missing_label" in result.stdout
     info = schema.read_dataset_info(out)

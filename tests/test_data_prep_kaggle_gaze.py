@@ -2,17 +2,14 @@
 
 import hashlib
 import os
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
 
+from conftest import folder_bytes, run_module
 from data_prep import check, common, kaggle_gaze
 from simgan_tf.data import reader, schema
-
-REPO = os.path.join(os.path.dirname(__file__), "..")
 
 # Look vectors (Unity camera axes: x right, y up, z away from the camera); the second is
 # not of unit length (normalized by the converter).
@@ -192,11 +189,10 @@ def test_bad_look_vectors_are_skipped_or_stop_strict_runs(tmp_path):
         "gaze.h5:image/1: non_finite_label (look_vec = [nan, 0.0, -1.0])")
     assert split.examples["malformed_value"][0].startswith("gaze.h5:image/2: ")
     assert _load(out, "synthetic")[0] == ["0", "3"]
-    before = open(os.path.join(out, "dataset.json"), "rb").read()
+    before = folder_bytes(out)
     with pytest.raises(common.ConversionError, match=r"gaze\.h5:image/1: non_finite"):
         kaggle_gaze.convert(out, synthetic_h5=path, options=_options(strict=True))
-    assert open(os.path.join(out, "dataset.json"), "rb").read() == before
-    assert sorted(os.listdir(out)) == ["dataset.json", "synthetic"]
+    assert folder_bytes(out) == before  # Split and dataset.json kept, no staging left.
 
 
 def test_argument_errors(tmp_path):
@@ -219,12 +215,9 @@ def test_command_line(tmp_path):
     real = _write_h5(str(tmp_path / "real_gaze.h5"), [f"{i}" for i in range(8)],
                      _pixels(8, seed=4))
     out = str(tmp_path / "data")
-    result = subprocess.run(
-        [sys.executable, "-m", "data_prep.kaggle_gaze", f"--synthetic_h5={synthetic}",
-         f"--real_h5={real}", f"--output_dir={out}", "--real_test_fraction=0.5",
-         "--workers=1"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = run_module(
+        "data_prep.kaggle_gaze", f"--synthetic_h5={synthetic}", f"--real_h5={real}",
+        f"--output_dir={out}", "--real_test_fraction=0.5", "--workers=1")
     assert result.returncode == 0, result.stderr
     assert "synthetic" in result.stdout and "real_test" in result.stdout
     info = schema.read_dataset_info(out)
