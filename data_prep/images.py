@@ -251,8 +251,9 @@ def read_labels_csv(path: str) -> LabelTable:
 
     Raises:
       FileNotFoundError: if the file does not exist.
-      ValueError: no header, no `path` column, a duplicated path (naming both lines), a
-        row of the wrong length, or a column rule broken (`label_columns`).
+      ValueError: no header, no `path` column, no label column, an empty or duplicated
+        path (naming both lines), a row of the wrong length, or a column rule broken
+        (`label_columns`).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Labels CSV not found: {path!r}.")
@@ -274,12 +275,17 @@ def read_labels_csv(path: str) -> LabelTable:
         records.append((number, dict(zip(header, (c.strip() for c in row)))))
     others = [c for c in header if c != PATH_COLUMN]
     numeric = [c for c in others if any(_number(r[c]) is not None for _, r in records)]
+    if not numeric:
+        raise ValueError(f"{path}: no label column (a column with numbers) besides "
+                         f"{PATH_COLUMN!r}. Received: {header}")
     try:
         columns = label_columns(numeric)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     rows = {}
     for number, record in records:
+        if not record[PATH_COLUMN]:
+            raise ValueError(f"{path}:{number}: empty {PATH_COLUMN!r}.")
         key = normalize_key(record[PATH_COLUMN])
         if key in rows:
             raise ValueError(f"{path}:{number}: path {key!r} already on line "

@@ -47,7 +47,7 @@ def _load(data_dir, split, *labels):
 
 
 def _gaze_folder(root):
-    """synthetic/: 5 good 35x55 files, 5 bad ones, and a CSV with 7 data rows."""
+    """synthetic/: 5 good 35x55 files, 6 bad ones, and a CSV with 11 data rows."""
     folder = os.path.join(root, "synthetic")
     good = {"a/0.png": 0, "a/1.png": 1, "b/2.png": 2, "b/3.jpg": 3, "c.PNG": 4}
     for key, seed in good.items():
@@ -61,6 +61,7 @@ def _gaze_folder(root):
     _save(os.path.join(folder, "odd.png"), _pattern(36, 60, 1, 6))
     _save(os.path.join(folder, "unlabelled.png"), _pattern(35, 55, 1, 7))
     _save(os.path.join(folder, "badrow.png"), _pattern(35, 55, 1, 8))
+    _save(os.path.join(folder, "nan.png"), _pattern(35, 55, 1, 9))
     with open(os.path.join(folder, "notes.txt"), "w") as f:
         f.write("not an image: ignored\n")
     rows = {key: (0.01 * seed - 0.2, 0.3 - 0.05 * seed, 10 + seed, 20.5, 700 + seed,
@@ -70,7 +71,8 @@ def _gaze_folder(root):
                  "text.jpg": (0, 0, 1, 1, 1, 1, 1, 1, 0, "x"),
                  "odd.png": (0, 0, 1, 1, 1, 1, 1, 1, 0, "x"),
                  "badrow.png": (0, "abc", 1, 1, 1, 1, 1, 1, 0, "x"),
-                 "./missing/9.png": (0, 0, 1, 1, 1, 1, 1, 1, 0, "x")})
+                 "./missing/9.png": (0, 0, 1, 1, 1, 1, 1, 1, 0, "x"),
+                 "nan.png": ("nan", 0, 1, 1, 1, 1, 1, 1, 0, "x")})
     header = ["path", "gaze_pitch", "gaze_yaw", "joint0_u", "joint0_v", "joint0_d",
               "joint1_u", "joint1_v", "joint1_d", "score", "comment"]
     csv_path = os.path.join(root, "labels.csv")
@@ -79,7 +81,7 @@ def _gaze_folder(root):
 
 
 EXPECTED_SKIPS = {"malformed_value": 1, "missing_file": 1, "missing_label": 1,
-                  "unreadable_image": 2, "wrong_shape": 1}
+                  "non_finite_label": 1, "unreadable_image": 2, "wrong_shape": 1}
 
 
 def test_skips_counts_and_labels_from_the_csv(tmp_path):
@@ -100,6 +102,8 @@ def test_skips_counts_and_labels_from_the_csv(tmp_path):
     assert "labels.csv line 10: gaze_yaw = 'abc' is not a number" in (
         examples["malformed_value"])
     assert "line 11 names 'missing/9.png', not found below" in examples["missing_file"]
+    assert "nan.png: non_finite_label (label/gaze = [nan, 0.0])" in (
+        examples["non_finite_label"])
 
     fields = ("label/gaze", "label/joints_uvd", "label/score")
     keys, pixels, arrays = _load(out, "synthetic", *fields)
@@ -281,6 +285,8 @@ def test_fit_and_crop(tmp_path):
                                                     "already on line 2"),
     (["name", "x"], [("a.png", 1)], "expected a header with one 'path' column"),
     (["path", "x"], [("a.png", 1, 2)], r"labels\.csv:2: 3 values, expected 2"),
+    (["path", "x"], [("", 1)], r"labels\.csv:2: empty 'path'"),
+    (["path", "comment"], [("a.png", "hello")], "no label column"),
 ])
 def test_malformed_csv_is_a_clear_error(tmp_path, header, rows, message):
     folder = str(tmp_path / "synthetic")
