@@ -14,10 +14,12 @@ from simgan_tf import config as config_lib
 FLAGS = flags.FLAGS
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: the job did not finish; rerun to resume
 
-flags.DEFINE_string("dataset", "gaze", f"Preset: one of {sorted(config_lib.PRESETS)}. "
-                    "Without --data_dir, `gaze` runs `gaze_demo` on the built-in eye "
-                    "simulator and `hand` runs `hand_demo` on the built-in hand depth "
-                    "simulator.")
+flags.DEFINE_string("dataset", None, f"Preset: one of {config_lib.preset_names()}. "
+                    "Default: chosen by --data_dir's image shape (35x55x1 gaze, 224x224x1 "
+                    "hand, anything else `custom`, the gaze setup fitted to that shape); "
+                    "without --data_dir, `gaze`. Without --data_dir, `gaze` runs "
+                    "`gaze_demo` on the built-in eye simulator and `hand` runs `hand_demo` "
+                    "on the built-in hand depth simulator.")
 flags.DEFINE_string("data_dir", None, "Data folder (synthetic/, real/, dataset.json). "
                     "Default: the built-in eye simulator's data, generated into --cache_dir.")
 flags.DEFINE_string("model_dir", None, "Output folder (config, checkpoints, TensorBoard logs, "
@@ -76,10 +78,16 @@ def resolve_config() -> config_lib.SimGANConfig:
     """The preset named by --dataset with the named flags, then every --config, applied."""
     overrides = config_lib.command_line_overrides(
         {flag: FLAGS[flag].value for flag in config_lib.FLAG_ALIASES}, FLAGS.config)
-    name, note = config_lib.resolve_preset(FLAGS.dataset, overrides.get("data.data_dir"))
+    data_dir = overrides.get("data.data_dir")
+    shape = None
+    if data_dir is not None and FLAGS.dataset in (None, config_lib.CUSTOM):
+        from simgan_tf.data import schema  # imports TensorFlow
+        shape = schema.read_dataset_info(data_dir).image_shape
+    name, note = config_lib.resolve_preset(FLAGS.dataset, data_dir, shape)
     if note:
         logging.info(note)
-    return config_lib.override(config_lib.get_preset(name), overrides).validate()
+    preset = config_lib.get_preset(name, image_shape=shape)
+    return config_lib.override(preset, overrides).validate()
 
 
 def main(argv):
@@ -87,7 +95,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         config = resolve_config()
-    except ValueError as e:  # names config fields and values; they match the flags
+    except (FileNotFoundError, ValueError) as e:  # names the folder, or config fields
         raise app.UsageError(str(e)) from None
     from simgan_tf import distribute  # imports TensorFlow
     from simgan_tf.training import train_lib

@@ -28,6 +28,9 @@ Presets:
   * `hand_demo`: the built-in hand depth simulator at a reduced resolution (64x64) with
     reduced networks (5x5 kernels, 4 ResNet blocks of 32 channels) that finish in minutes
     on 2 CPU cores. What `--dataset=hand` runs when no data folder is given.
+  * `custom`: the gaze setup fitted to any other image shape (`custom_preset`): what a
+    data folder of images that are neither 35x55x1 nor 224x224x1 gets when no preset is
+    named.
 
 Loss scale and defaults (see also `losses.py` and README, "Defaults"): both loss terms are
 sums, the adversarial term over the discriminator's patches, the self-regularization term
@@ -163,6 +166,19 @@ class DiscriminatorConfig:
     """
     layers: tuple[ConvSpec, ...] = GAZE_DISCRIMINATOR
     output: str = "local"
+
+    def receptive_field(self) -> int:
+        """Side in input pixels of the square one output position (one patch) sees.
+
+        With `same` padding, every layer of kernel k adds `(k - 1)` times the product of
+        the strides before it. An image smaller than this is one padded patch: the local
+        loss would judge the whole image, so `SimGANConfig.validate` refuses it.
+        """
+        field, jump = 1, 1
+        for spec in self.layers:
+            field += (spec.kernel_size - 1) * jump
+            jump *= spec.strides
+        return field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +367,15 @@ def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
                        and spec.strides >= 1,
                        f"discriminator layer must be conv or maxpool with kernel_size "
                        f">= 1 and strides >= 1. Received: {spec}"))
+    if config.discriminator.output == "local" and all(
+            spec.kernel_size >= 1 and spec.strides >= 1 for spec in layers):
+        field, d = config.discriminator.receptive_field(), config.data
+        checks.append((min(d.image_height, d.image_width) >= field,
+                       f"Images of {d.image_height}x{d.image_width} are smaller than one "
+                       f"discriminator patch: its receptive field is {field}x{field}, so the "
+                       f"minimum image size for this discriminator is {field}x{field} (or "
+                       "give it fewer or smaller layers). Received: "
+                       f"data.image_height={d.image_height}, data.image_width={d.image_width}"))
     return checks
 
 
@@ -440,25 +465,98 @@ PRESETS["hand_demo"] = SimGANConfig(
 # What `--dataset=NAME` resolves to when no data folder is given.
 DEMO_PRESETS = {"gaze": "gaze_demo", "hand": "hand_demo"}
 SIMULATORS = ("eyes", "hand")
+# The preset built for the data's own image shape (`custom_preset`).
+CUSTOM = "custom"
+# Image shapes whose paper preset a data folder gets when no preset is named.
+SHAPE_PRESETS = {(35, 55, 1): "gaze", (224, 224, 1): "hand"}
+
+# The custom preset's scaling rules (see `custom_preset`).
+_CUSTOM_MAX_PATCHES = 9  # largest patch-map side the stride-2 stages may leave
+_GAZE_PIXELS = 35 * 55
+_HISTORY_BYTES = 256 * 2 ** 20  # float32 history buffer budget
 
 
-def get_preset(name: str) -> SimGANConfig:
-    """Returns the named preset; raises ValueError listing the known names."""
+def preset_names() -> list[str]:
+    """The names `get_preset` knows: `PRESETS` and `custom`."""
+    return sorted([*PRESETS, CUSTOM])
+
+
+def custom_discriminator(height: int, width: int) -> tuple[ConvSpec, ...]:
+    """The gaze discriminator with as many stride-2 stages as the image needs.
+
+    The paper's gaze network halves the image twice (35x55 -> a 9x14 map of patches of
+    23x23 pixels); its hand network leaves 7x7 of 224x224. Here stride-2 convolutions
+    of 64 filters are added after the first two until the shorter side of the patch map
+    is at most 9, so each patch covers a similar share of any image; at 35x55 this is
+    the gaze network exactly.
+    """
+    stages = 2
+    while -(-min(height, width) // 2 ** stages) > _CUSTOM_MAX_PATCHES:
+        stages += 1
+    extra = tuple(ConvSpec("conv", 64, 3, 2) for _ in range(stages - 2))
+    return GAZE_DISCRIMINATOR[:2] + extra + GAZE_DISCRIMINATOR[2:]
+
+
+def custom_preset(image_shape: tuple[int, int, int]) -> SimGANConfig:
+    """The `custom` preset: the gaze setup fitted to images of `image_shape`.
+
+    The gaze refiner (fully convolutional, any size) and the gaze discriminator with the
+    stride-2 stages of `custom_discriminator`; the gaze schedule (1000 refiner and 200
+    discriminator pretraining updates, 10,000 iterations of K_g=2, K_d=1); a batch
+    scaled from the gaze batch (512 at 35x55) by pixel count, a multiple of 8 between 8
+    and 512; and a history buffer of 50 batches or as many images as fit in 256 MiB of
+    float32, whichever is smaller. A start, to tune with `--config`.
+
+    Args:
+      image_shape: `(height, width, channels)` of the data, channels 1 or 3.
+    """
+    height, width, channels = (int(v) for v in image_shape)
+    batch = max(8, min(512, int(512 * _GAZE_PIXELS / (height * width)) // 8 * 8))
+    fit = _HISTORY_BYTES // (height * width * channels * 4)
+    history = max(batch // 2, min(50 * batch, fit))
+    return dataclasses.replace(
+        _GAZE, name=CUSTOM,
+        data=dataclasses.replace(_GAZE.data, image_height=height, image_width=width,
+                                 image_channels=channels),
+        discriminator=DiscriminatorConfig(layers=custom_discriminator(height, width)),
+        train=dataclasses.replace(_GAZE.train, batch_size=batch, history_size=history))
+
+
+def get_preset(name: str, image_shape: tuple[int, int, int] | None = None) -> SimGANConfig:
+    """Returns the named preset; `custom` is built for `image_shape` (`custom_preset`).
+
+    Raises:
+      ValueError: on an unknown name (listing the known ones), or `custom` without an
+        image shape.
+    """
+    if name == CUSTOM:
+        if image_shape is None:
+            raise ValueError("The custom preset takes its image shape from the data. "
+                             "Received: image_shape=None")
+        return custom_preset(image_shape)
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset. Expected one of {sorted(PRESETS)}. Received: {name!r}")
+        raise ValueError(f"Unknown preset. Expected one of {preset_names()}. "
+                         f"Received: {name!r}")
     return PRESETS[name]
 
 
-def resolve_preset(dataset: str, data_dir: str | None) -> tuple[str, str | None]:
-    """The preset a run of `dataset` uses: the demo one when no data folder is given.
+def resolve_preset(dataset: str | None, data_dir: str | None,
+                   data_shape: tuple[int, int, int] | None = None) -> tuple[str, str | None]:
+    """The preset a run uses, from the preset asked for and the data it reads.
 
-    `gaze` and `hand` read a converted data folder; without one they run `gaze_demo` and
-    `hand_demo` (`DEMO_PRESETS`) on the built-in simulators. Any other preset whose
-    `data.data_dir` is `None` and that is not a demo preset needs a data folder.
+    - No preset named (`dataset=None`): with a data folder, the preset of its image shape
+      (`SHAPE_PRESETS`: 35x55x1 gaze, 224x224x1 hand), else `custom`, built for that
+      shape; without one, `gaze`, which then runs `gaze_demo`.
+    - `gaze` and `hand` read a converted data folder; without one they run `gaze_demo`
+      and `hand_demo` (`DEMO_PRESETS`) on the built-in simulators. `custom` and any other
+      preset whose `data.data_dir` is `None` and that is not a demo preset need a data
+      folder.
 
     Args:
-      dataset: a preset name (`PRESETS`).
+      dataset: a preset name (`preset_names()`), or `None` to choose from the data.
       data_dir: the data folder the run reads; `None` if none was given.
+      data_shape: `(height, width, channels)` of that folder's images (its
+        `dataset.json`); needed when `data_dir` is given and `dataset` is `None`.
 
     Returns:
       `(preset name, note)`: `note` says why the preset is not `dataset` (to be logged),
@@ -467,15 +565,25 @@ def resolve_preset(dataset: str, data_dir: str | None) -> tuple[str, str | None]
     Raises:
       ValueError: on an unknown preset, or a preset that needs a data folder without one.
     """
-    if dataset not in PRESETS:
-        raise ValueError(f"Unknown preset. Expected one of {sorted(PRESETS)}. "
+    if dataset is None:
+        if data_dir is None:
+            return resolve_preset("gaze", None)
+        if data_shape is None:
+            raise ValueError("Choosing a preset from the data needs its image shape. "
+                             f"Received: data_dir={data_dir!r}, data_shape=None")
+        shape = tuple(int(v) for v in data_shape)
+        name = SHAPE_PRESETS.get(shape, CUSTOM)
+        return name, (f"No preset named: the {name!r} preset, chosen by the data's image "
+                      f"shape {'x'.join(map(str, shape))} (height x width x channels).")
+    if dataset not in preset_names():
+        raise ValueError(f"Unknown preset. Expected one of {preset_names()}. "
                          f"Received: dataset={dataset!r}")
     if data_dir is None and dataset in DEMO_PRESETS:
         name = DEMO_PRESETS[dataset]
         return name, (f"dataset={dataset!r} without data_dir: running the {name!r} preset "
                       f"on the built-in {PRESETS[name].data.simulator!r} simulator.")
-    if (data_dir is None and PRESETS[dataset].data.data_dir is None
-            and dataset not in DEMO_PRESETS.values()):
+    if data_dir is None and (dataset == CUSTOM or (
+            PRESETS[dataset].data.data_dir is None and dataset not in DEMO_PRESETS.values())):
         raise ValueError(f"Preset {dataset!r} reads a converted data folder (see "
                          "data_prep/README.md) and needs one. "
                          f"Received: dataset={dataset!r}, data_dir=None")

@@ -74,11 +74,17 @@ def test_train_py_rejects_unknown_paths_and_bad_values_before_training(tmp_path)
             ("--config=train.k_d", "PATH=VALUE"),
             ("--config=refiner.kernel_size=4", "odd kernel_size"),  # validated after
     ]:
-        result = run([sys.executable, os.path.join(ROOT, "train.py"),
+        result = run([sys.executable, os.path.join(ROOT, "train.py"), "--dataset=gaze",
                       f"--data_dir={tmp_path}", f"--model_dir={model_dir}", flag])
         assert result.returncode != 0
         assert message in result.stderr, result.stderr[-2000:]
         assert not model_dir.exists()
+    # Without a preset named, the data folder's dataset.json decides it: a folder without
+    # one is named before anything else happens.
+    result = run([sys.executable, os.path.join(ROOT, "train.py"), f"--data_dir={tmp_path}",
+                  f"--model_dir={model_dir}"])
+    assert result.returncode != 0 and "dataset.json" in result.stderr, result.stderr[-2000:]
+    assert not model_dir.exists()
 
 
 def test_train_py_config_data_dir_counts_for_the_demo_rule(tmp_path):

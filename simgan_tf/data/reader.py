@@ -254,7 +254,8 @@ def check_image_shape(info: schema.DatasetInfo, data_dir: str,
     if tuple(info.image_shape) != tuple(image_shape):
         raise ValueError(
             f"{schema.dataset_info_path(data_dir)} holds images of shape "
-            f"{info.image_shape}; expected the config's image shape. Received: "
+            f"{info.image_shape}; expected the config's image shape (a preset of another "
+            "shape, or the `custom` preset, which takes the data's shape). Received: "
             f"image_shape={tuple(image_shape)}")
 
 
