@@ -10,6 +10,10 @@ seed, tests each on the labelled real split, and writes
   logs/          TensorBoard: the curves as an image (`evaluation/curves`), and per
                  training split the mean and median error and the realism accuracy
 
+`evaluate_realism(config, data_dir, candidate_splits, realism_split, output_dir)` is the
+realism score alone, for any data (no labels needed, any image shape): results.json and
+the realism accuracies in logs/, no curves.
+
 Tasks: `gaze` (paper's gaze estimator, angular error in degrees, needs `label/gaze`) and
 `hand` (stacked hourglass, joint error in image pixels, needs `label/joints_uvd`). The
 estimator is built and trained in the given distribution strategy's scope; `fit`
@@ -27,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf.data import reader, schema
+from simgan_tf.data import reader, schema, task_data
 from simgan_tf.evaluation import estimators, metrics, realism
 
 TASKS = ("gaze", "hand")
@@ -113,15 +117,15 @@ def _check_labels(info: schema.DatasetInfo, data_dir: str, split: str, task: str
 
 
 def _targets(config: EvalConfig, image_size: int):
-    """Maps a parsed example to (image, training target)."""
+    """Maps `(image, label)` to (image, training target)."""
     if config.task == "gaze":
-        return lambda e: (e["image"], metrics.gaze_to_vector(e[schema.LABEL_GAZE]))
+        return lambda image, gaze: (image, metrics.gaze_to_vector(gaze))
     hg = config.hourglass
 
-    def hand(e):
-        uv = tf.reshape(e[schema.LABEL_JOINTS_UVD], [-1, 3])[:, :2]
+    def hand(image, joints_uvd):
+        uv = tf.reshape(joints_uvd, [-1, 3])[:, :2]
         maps = estimators.joint_heatmaps(uv[None], image_size, hg.heatmap_size, hg.sigma)[0]
-        return e["image"], maps
+        return image, maps
     return hand
 
 
@@ -149,11 +153,10 @@ def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
         raise ValueError(f"batch_size {config.batch_size} does not split over "
                          f"{strategy.num_replicas_in_sync} replicas.")
     keras.utils.set_random_seed(config.seed)
-    dataset = (reader.read_split(data_dir, split, info=info, shuffle=True, repeat=True,
-                               seed=config.seed, shuffle_buffer=config.shuffle_buffer)
-               .map(_targets(config, info.image_height), num_parallel_calls=tf.data.AUTOTUNE)
-               .batch(config.batch_size, drop_remainder=True)
-               .prefetch(tf.data.AUTOTUNE))
+    dataset = task_data.task_dataset(
+        data_dir, split, _LABEL[config.task], batch_size=config.batch_size, shuffle=True,
+        repeat=True, seed=config.seed, shuffle_buffer=config.shuffle_buffer,
+        preprocess=_targets(config, info.image_height), info=info)
     with strategy.scope():
         model = build_estimator(config, info.image_shape)
     model.fit(dataset, epochs=1, steps_per_epoch=config.steps, shuffle=False,
@@ -211,8 +214,7 @@ def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_sp
 
     real_images = None
     if realism_split:
-        count = min(config.realism.num_images, info.splits[realism_split].count,
-                    *(info.splits[s].count for s in train_splits))
+        count = _realism_count(config.realism, info, realism_split, train_splits)
         real_images = realism.load_images(data_dir, realism_split, count)
     summaries = {}
     for split in train_splits:
@@ -230,6 +232,77 @@ def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_sp
         "splits": summaries,
     }
     write_outputs(output_dir, results)
+    return results
+
+
+def _realism_count(config: realism.RealismConfig, info: schema.DatasetInfo,
+                   realism_split: str, splits) -> int:
+    """Images of each set the realism classifier uses: as many as every split has."""
+    return min(config.num_images, info.splits[realism_split].count,
+               *(info.splits[s].count for s in splits))
+
+
+def synthetic_domain_splits(info: schema.DatasetInfo) -> list[str]:
+    """The splits of a folder that are not real images (synthetic, refined, ...), sorted."""
+    return sorted(name for name, split in info.splits.items() if split.domain != "real")
+
+
+def evaluate_realism(config: realism.RealismConfig, data_dir: str,
+                     candidate_splits: list[str] | None, realism_split: str,
+                     output_dir: str, *, strategy: tf.distribute.Strategy | None = None
+                     ) -> dict:
+    """The realism score alone, for any data: no labels, any image shape.
+
+    For each candidate split, a fresh classifier learns to tell its first images from
+    `realism_split`'s and is tested on held-out halves (`realism.realism_score`).
+
+    Args:
+      config: the realism classifier's settings (validated here).
+      data_dir: data folder holding the splits.
+      candidate_splits: splits to score; `None`: every split that is not real
+        (`synthetic_domain_splits`).
+      realism_split: the real split to compare with, e.g. `real_test`.
+      output_dir: where results.json and the TensorBoard summaries (`logs/`) go.
+      strategy: distribution strategy of the classifier (default: the current one).
+
+    Returns:
+      The results dict written to results.json: `splits` maps each candidate to
+      `{"realism": score, "train_images": images in the split}`.
+
+    Raises:
+      ValueError, FileNotFoundError: a missing folder or split, no candidate, or a
+        split too small for the score.
+    """
+    config.validate()
+    info = schema.read_dataset_info(data_dir)
+    candidates = (synthetic_domain_splits(info) if candidate_splits is None
+                  else list(candidate_splits))
+    if not candidates:
+        raise ValueError(f"{data_dir} has no split to score against {realism_split!r}: "
+                         f"its splits are {sorted(info.splits)}, all real.")
+    for split in [realism_split, *candidates]:
+        info.get_split(split, data_dir)  # names the folder and the splits it has
+    count = _realism_count(config, info, realism_split, candidates)
+    real_images = realism.load_images(data_dir, realism_split, count)
+    summaries = {}
+    for split in candidates:
+        score = realism.realism_score(real_images, realism.load_images(data_dir, split, count),
+                                      config, strategy=strategy)
+        summaries[split] = {"realism": score, "train_images": info.splits[split].count}
+        logging.info("Realism of %s against %s: accuracy %.3f (50%% = indistinguishable).",
+                     split, realism_split, score["accuracy"])
+    results = {
+        "task": "realism",
+        "data_dir": os.path.abspath(data_dir),
+        "candidate_splits": candidates,
+        "realism_split": realism_split,
+        "realism_images": count,
+        "config": dataclasses.asdict(config),
+        "splits": summaries,
+    }
+    os.makedirs(output_dir, exist_ok=True)
+    metrics.write_results(os.path.join(output_dir, RESULTS_FILE), results)
+    write_summaries(os.path.join(output_dir, LOG_DIR), summaries)
     return results
 
 
@@ -270,17 +343,21 @@ def write_outputs(output_dir: str, results: dict) -> None:
     write_summaries(os.path.join(output_dir, LOG_DIR), summaries, curves)
 
 
-def write_summaries(log_dir: str, summaries: dict, curves_png: str) -> None:
-    """Writes the evaluation to TensorBoard: curves image and per-split scalars (step 0)."""
-    with open(curves_png, "rb") as f:
-        image = tf.io.decode_png(f.read(), channels=4)
+def write_summaries(log_dir: str, summaries: dict, curves_png: str | None = None) -> None:
+    """Writes the evaluation to TensorBoard (step 0): the curves image (when given) and
+    per split the errors (when the split has them) and the realism accuracy."""
     writer = tf.summary.create_file_writer(log_dir)
     with writer.as_default():
-        tf.summary.image(CURVES_TAG, image[None], step=0,
-                         description="Cumulative % of test images within d, per training split.")
+        if curves_png:
+            with open(curves_png, "rb") as f:
+                image = tf.io.decode_png(f.read(), channels=4)
+            tf.summary.image(CURVES_TAG, image[None], step=0, description=(
+                "Cumulative % of test images within d, per training split."))
         for split, summary in summaries.items():
-            tf.summary.scalar(f"evaluation/{split}/mean_error", summary["mean"], step=0)
-            tf.summary.scalar(f"evaluation/{split}/median_error", summary["median"], step=0)
+            if "mean" in summary:
+                tf.summary.scalar(f"evaluation/{split}/mean_error", summary["mean"], step=0)
+                tf.summary.scalar(f"evaluation/{split}/median_error", summary["median"],
+                                  step=0)
             if "realism" in summary:
                 tf.summary.scalar(f"evaluation/{split}/realism_accuracy",
                                   summary["realism"]["accuracy"], step=0)
