@@ -79,3 +79,48 @@ def test_hand_preset_trains_on_converted_nyu_depth(tmp_path):
     refined = tf.saved_model.load(str(export_dir)).signatures["serving_default"](
         images=tf.constant(scaled[None]))["refined"]
     assert refined.shape == (1, 224, 224, 1)
+
+
+@pytest.mark.parametrize("shape, source_size, grayscale", [
+    ((64, 64, 3), (96, 80), False),   # colour, cropped from larger photos
+    ((48, 80, 1), (60, 100), True),   # grayscale, fitted
+])
+def test_custom_preset_trains_on_folders_converted_by_data_prep_images(
+        tmp_path, shape, source_size, grayscale):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder, tint, ext in (("renders", (1.0, 0.9, 0.7), "png"),
+                              ("photos", (0.7, 0.9, 1.0), "jpg")):
+        os.makedirs(tmp_path / folder / "a")
+        for i in range(12):
+            base = rng.uniform(60, 200, (*source_size, 1)) * np.array(tint)
+            path = tmp_path / folder / ("a" if i % 2 else "") / f"{i:02d}.{ext}"
+            Image.fromarray(base.astype(np.uint8)).save(path)
+    data_dir = str(tmp_path / "data")
+    convert = subprocess.run(
+        [sys.executable, "-m", "data_prep.images", f"--synthetic_dir={tmp_path / 'renders'}",
+         f"--real_dir={tmp_path / 'photos'}", f"--size={shape[0]}x{shape[1]}",
+         "--resize=crop" if shape[2] == 3 else "--resize=fit", f"--grayscale={grayscale}",
+         f"--output_dir={data_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert convert.returncode == 0, convert.stderr[-3000:]
+    assert schema.read_dataset_info(data_dir).image_shape == shape
+
+    config = _train([f"--data_dir={data_dir}", "--config=refiner.filters=8",
+                     "--config=refiner.num_blocks=1"], tmp_path)
+    assert config["name"] == "custom" and config["data"]["image_height"] == shape[0]
+    assert config["data"]["image_width"] == shape[1]
+    assert config["data"]["image_channels"] == shape[2]
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints"))[0].startswith("checkpoint")
+
+    # The run's export refines the synthetic split into a split of the same shape.
+    export_dir = tmp_path / "run" / "export" / "refiner" / "5"
+    refine = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "refine.py"), f"--saved_model={export_dir}",
+         f"--input_dir={data_dir}/synthetic", f"--output_dir={data_dir}/refined"],
+        capture_output=True, text=True, timeout=600)
+    assert refine.returncode == 0, refine.stderr[-3000:]
+    refined = reader.load_arrays(data_dir, "refined")["image"]
+    assert refined.shape == (12, *shape)
+    synthetic = reader.load_arrays(data_dir, "synthetic")["image"]
+    assert not np.allclose(refined, synthetic)
