@@ -1,36 +1,10 @@
 """Refines a folder of image files with an exported refiner.
 
-    python refine_images.py --saved_model=runs/gaze_demo/export/refiner/900 \
-        --input_dir=my_synthetic_pngs --output_dir=refined_pngs
-
-Parses flags and calls `simgan_tf.serving.image_files.refine_folder`. Nothing else happens here.
+The `simgan-refine-images` command of an installed simgan-tf, for a checkout: the flags and `main`
+are in `simgan_tf/cli/refine_images.py` (`python refine_images.py --help` lists them).
 """
 
-import sys
-
-from absl import app, flags, logging
-
-from refine import define_flags  # the same four flags as refine.py
-
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from simgan_tf.serving import image_files
-
-    try:
-        written = image_files.refine_folder(FLAGS.saved_model, FLAGS.input_dir,
-                                            FLAGS.output_dir, batch_size=FLAGS.batch_size)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"refine_images.py: {e}")
-    logging.info("Refined %d images from %s into %s.", len(written), FLAGS.input_dir,
-                 FLAGS.output_dir)
-    print(f"Refined {len(written)} images into {FLAGS.output_dir}")
-
+from simgan_tf.cli.refine_images import run
 
 if __name__ == "__main__":
-    define_flags(input_help="Folder of PNG/JPEG files of the export's image size.",
-                 output_help="Where the refined PNG files go (same file stems).", batch_size=32)
-    app.run(main)
+    run()

@@ -4,6 +4,8 @@ Importing the package asks TensorFlow for its oneDNN CPU kernels (see `runtime`)
 import `simgan_tf` before `tensorflow`.
 """
 
-from simgan_tf import runtime as _runtime
+__version__ = "0.2.0"  # the one version: setup.py, config.json and the model card read it
+
+from simgan_tf import runtime as _runtime  # noqa: E402
 
 _runtime.request_onednn()

@@ -1,0 +1,163 @@
+"""The paper's evaluation: estimators trained on each split, tested on real images.
+
+  python evaluate.py --dataset=gaze --data_dir=<data> --train_splits=synthetic,refined \
+      --test_split=real_test --output_dir=<folder>
+
+Writes `<output_dir>/results.json` (per training split: mean and median error and
+"% within d" for d = 1..20, degrees for gaze, pixels for hands, and the realism score)
+and `<output_dir>/curves.png`. Without `--train_splits` it reports the realism score
+alone, for any data (no labels needed):
+
+  python evaluate.py --data_dir=<data> --output_dir=<folder> [--candidate_splits=refined]
+
+Parses flags (the named ones and `--config=PATH=VALUE` over the estimator preset) and
+calls `simgan_tf.evaluation.eval_lib.evaluate` or `eval_lib.evaluate_realism`.
+"""
+
+from absl import app, flags, logging
+
+from simgan_tf import cli
+
+from simgan_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("dataset", "gaze", ["gaze", "hand"], "Task: gaze (paper's gaze "
+                  "estimator, angular error) or hand (stacked hourglass, joint error).")
+flags.DEFINE_string("data_dir", None, "Data folder holding the training and test splits.",
+                    required=True)
+flags.DEFINE_list("train_splits", [], "Labelled splits to train the estimator on, e.g. "
+                  "synthetic,refined. None: the realism score alone (of --candidate_splits).")
+flags.DEFINE_list("candidate_splits", None, "Without --train_splits: the splits whose "
+                  "realism score is reported (default: every split that is not real).")
+flags.DEFINE_string("test_split", "real_test", "Labelled real split to test on.")
+flags.DEFINE_string("output_dir", None, "Where results.json and curves.png go.",
+                    required=True)
+flags.DEFINE_string("realism_split", "real_test", "Real split the realism classifier "
+                    "compares each training split with; empty to skip the realism score "
+                    "(with --train_splits).")
+flags.DEFINE_integer("batch_size", None, "Global batch size of the estimator.")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate of the estimator.")
+flags.DEFINE_integer("steps", None, "Training steps of each estimator.")
+flags.DEFINE_integer("seed", None, "Seed of initialization and data order.")
+flags.DEFINE_integer("realism_steps", None, "Training steps of the realism classifier.")
+flags.DEFINE_integer("realism_images", None, "Images of each set for the realism "
+                     "classifier (half train it, half test it).")
+flags.DEFINE_string("saved_model", None, "Optional: the exported refiner that made the "
+                    "refined split; its model card (assets/model_card.json) gets these results.")
+flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "Distribution strategy.")
+flags.DEFINE_bool("verbose", False, "Show Keras progress bars.")
+flags.DEFINE_multi_string(
+    "config", [], "Sets any field of the estimator config (eval_lib.EvalConfig) by its "
+    "dotted path, PATH=VALUE; repeatable, e.g. --config=steps=500 "
+    "--config=realism.num_images=1000. Values are parsed by the field's type (JSON for "
+    "thresholds). Applied after the named flags above, so --config wins when both set a "
+    "field.")
+
+# Named flags -> the EvalConfig field paths they set.
+_ALIASES = {
+    "batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "steps": "steps",
+    "seed": ("seed", "realism.seed"),
+    "realism_steps": "realism.steps",
+    "realism_images": "realism.num_images",
+}
+
+
+def resolve_config():
+    """The estimator preset for --dataset and the images, with the flags applied."""
+    from simgan_tf.evaluation import eval_lib
+    from simgan_tf.data import schema
+
+    height = schema.read_dataset_info(FLAGS.data_dir).image_height
+    name = eval_lib.preset_for(FLAGS.dataset, height)
+    if name != FLAGS.dataset:
+        logging.info("%dx%d images: using the %r estimator preset.", height, height, name)
+    overrides = config_lib.command_line_overrides(
+        {flag: FLAGS[flag].value for flag in _ALIASES}, FLAGS.config, aliases=_ALIASES,
+        config_class=eval_lib.EvalConfig)
+    return config_lib.override(eval_lib.PRESETS[name], overrides).validate()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    check_flags()
+    from simgan_tf.evaluation import eval_lib  # imports TensorFlow
+    from simgan_tf import distribute
+
+    try:
+        config = resolve_config()
+    except (ValueError, FileNotFoundError) as e:
+        raise app.UsageError(str(e)) from None
+    from simgan_tf.serving import export
+
+    if FLAGS.saved_model:
+        try:
+            export.read_model_card(FLAGS.saved_model)  # fail before the long work
+        except (OSError, ValueError) as e:
+            raise app.UsageError(f"--saved_model={FLAGS.saved_model}: no readable model "
+                                 f"card ({e}).") from None
+    strategy = distribute.build_strategy(FLAGS.strategy)
+    try:
+        if FLAGS.train_splits:
+            results = eval_lib.evaluate(
+                config, FLAGS.data_dir, FLAGS.train_splits, FLAGS.test_split,
+                FLAGS.output_dir, realism_split=FLAGS.realism_split or None,
+                strategy=strategy, verbose="auto" if FLAGS.verbose else 0)
+        else:
+            results = eval_lib.evaluate_realism(
+                config.realism, FLAGS.data_dir, FLAGS.candidate_splits, FLAGS.realism_split,
+                FLAGS.output_dir, strategy=strategy)
+    except (ValueError, FileNotFoundError) as e:
+        raise app.UsageError(str(e)) from None
+    log_results(results)
+    logging.info("Wrote %s/results.json%s.", FLAGS.output_dir,
+                 " and curves.png" if FLAGS.train_splits else "")
+    if FLAGS.saved_model:
+        keys = ("task", "test_split", "test_images", "train_splits", "realism_split",
+                "candidate_splits", "splits")
+        export.update_model_card(FLAGS.saved_model, evaluation={
+            key: results[key] for key in keys if key in results})
+        logging.info("Added the results to the model card of %s.", FLAGS.saved_model)
+
+
+def check_flags():
+    """Flag combinations `evaluate` cannot take (raises `app.UsageError`)."""
+    if FLAGS.train_splits and FLAGS.candidate_splits is not None:
+        raise app.UsageError(
+            "--candidate_splits is for the realism score alone (no --train_splits); with "
+            "--train_splits each training split gets the realism score. Received: "
+            f"--train_splits={','.join(FLAGS.train_splits)} "
+            f"--candidate_splits={','.join(FLAGS.candidate_splits)}")
+    if not FLAGS.train_splits and not FLAGS.realism_split:
+        raise app.UsageError(
+            "Nothing to evaluate: no --train_splits and an empty --realism_split. Give "
+            "--train_splits=synthetic,refined for the estimators, or a real split to score "
+            "against (--realism_split=real_test).")
+
+
+def log_results(results: dict) -> None:
+    """One line per split: its errors (estimator runs) and its realism accuracy."""
+    for split, summary in results["splits"].items():
+        realism = summary.get("realism", {}).get("accuracy")
+        realism_text = f"realism accuracy {realism:.3f}" if realism is not None else ""
+        if "mean" not in summary:
+            logging.info("%-12s %s", split, realism_text)
+            continue
+        within = summary["within"]
+        logging.info("%-12s mean %.2f median %.2f %s | within 5: %.1f%% 10: %.1f%%%s", split,
+                     summary["mean"], summary["median"], summary["unit"],
+                     within.get("5", float("nan")), within.get("10", float("nan")),
+                     f" | {realism_text}" if realism_text else "")
+
+
+def run():
+    """The `simgan-evaluate` command (and `python evaluate.py` in a checkout)."""
+    cli.list_flags_in_help(__name__)
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,129 @@
+"""Trains SimGAN: `python train.py --dataset=gaze [--data_dir=...] [--model_dir=...]`.
+
+Parses flags, builds the config from a preset (`config.resolve_preset`) with the named
+flags and every `--config=PATH=VALUE` applied, builds the distribution strategy, and calls
+`simgan_tf.training.train_lib.train`. Nothing else happens here.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from simgan_tf import cli
+
+from simgan_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: the job did not finish; rerun to resume
+
+flags.DEFINE_string("dataset", None, f"Preset: one of {config_lib.preset_names()}. "
+                    "Default: chosen by --data_dir's image shape (35x55x1 gaze, 224x224x1 "
+                    "hand, anything else `custom`, the gaze setup fitted to that shape); "
+                    "without --data_dir, `gaze`. Without --data_dir, `gaze` runs "
+                    "`gaze_demo` on the built-in eye simulator and `hand` runs `hand_demo` "
+                    "on the built-in hand depth simulator.")
+flags.DEFINE_string("data_dir", None, "Data folder (synthetic/, real/, dataset.json). "
+                    "Default: the built-in eye simulator's data, generated into --cache_dir.")
+flags.DEFINE_string("model_dir", None, "Output folder (config, checkpoints, TensorBoard logs, "
+                    "export). Default: runs/<preset>. Rerunning with the same folder resumes.")
+flags.DEFINE_string("cache_dir", None, "Where the simulator data is cached "
+                    "(default: $SIMGAN_TF_CACHE or ~/.cache/simgan_tf).")
+flags.DEFINE_integer("batch_size", None, "Global batch size b (even; split across replicas).")
+flags.DEFINE_integer("steps", None, "Iterations of Algorithm 1 after pretraining, each "
+                     "K_g refiner and K_d discriminator updates.")
+flags.DEFINE_integer("pretrain_refiner_steps", None, "Refiner updates on the L1 term alone "
+                     "(paper: 1000 gaze, 500 hand).")
+flags.DEFINE_integer("pretrain_discriminator_steps", None, "Discriminator pretraining "
+                     "updates (paper: 200).")
+flags.DEFINE_integer("k_g", None, "Refiner updates per iteration (paper: 2).")
+flags.DEFINE_integer("k_d", None, "Discriminator updates per iteration (paper: 1).")
+flags.DEFINE_float("reg_weight", None, "lambda, weight of the self-regularization L1 term "
+                   "(summed over pixels).")
+flags.DEFINE_integer("history_size", None, "Images in the history buffer; 0 disables it "
+                     "(the paper's Fig. 9 ablation).")
+flags.DEFINE_enum("adversarial_loss", None, list(config_lib.DISCRIMINATOR_OUTPUTS),
+                  "local: per-patch discriminator (paper); global: one decision per image "
+                  "(the paper's Fig. 8 ablation).")
+flags.DEFINE_enum("optimizer", None, list(config_lib.OPTIMIZERS), "Optimizer of both networks.")
+flags.DEFINE_float("refiner_lr", None, "Refiner learning rate (adversarial phase).")
+flags.DEFINE_float("discriminator_lr", None, "Discriminator learning rate.")
+flags.DEFINE_float("pretrain_lr", None, "Refiner learning rate during its pretraining.")
+flags.DEFINE_integer("seed", None, "Random seed (initialization, data order, buffer draws).")
+flags.DEFINE_bool("deterministic", None, "Deterministic data order and ops.")
+flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES), "Distribution strategy.")
+flags.DEFINE_integer("log_every", None, "Updates between TensorBoard scalar summaries.")
+flags.DEFINE_integer("image_every", None, "Updates between TensorBoard image summaries.")
+flags.DEFINE_integer("checkpoint_every", None, "Updates between checkpoints.")
+flags.DEFINE_bool("export", None, "Export the refiner as a SavedModel at the end.")
+flags.DEFINE_integer("refiner_filters", None, "Channels of the refiner's convolutions "
+                     "(paper: 64).")
+flags.DEFINE_integer("refiner_blocks", None, "ResNet blocks of the refiner (paper: 4 gaze, "
+                     "10 hand).")
+flags.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept on disk.")
+flags.DEFINE_bool("skip_bad_records", None, "Skip (and count) bad input records instead of "
+                  "failing; truncated or corrupt shards are read up to the damage.")
+flags.DEFINE_string("data_service", None, "grpc://host:port of a tf.data service "
+                    "dispatcher that runs the input pipeline.")
+flags.DEFINE_bool("mixed_precision", None, "bfloat16 compute on CPU, float16 with loss "
+                  "scaling on GPU (weights, logits, losses and history buffer in float32).")
+flags.DEFINE_integer("shuffle_buffer", None, "Records in each split's shuffle buffer.")
+
+flags.DEFINE_multi_string(
+    "config", [], "Sets any config field by its dotted path, PATH=VALUE; repeatable, e.g. "
+    "--config=refiner.kernel_size=5 --config=train.k_d=2. Values are parsed by the "
+    "field's type (true/false for bools, null for optional fields, JSON for "
+    "discriminator.layers). Applied after the named flags above (each an alias of config "
+    "paths, see simgan_tf.config.FLAG_ALIASES), so --config wins when both set a field.")
+
+
+def resolve_config() -> config_lib.SimGANConfig:
+    """The preset named by --dataset with the named flags, then every --config, applied."""
+    overrides = config_lib.command_line_overrides(
+        {flag: FLAGS[flag].value for flag in config_lib.FLAG_ALIASES}, FLAGS.config)
+    data_dir = overrides.get("data.data_dir")
+    shape = None
+    if data_dir is not None and FLAGS.dataset in (None, config_lib.CUSTOM):
+        from simgan_tf.data import schema  # imports TensorFlow
+        shape = schema.read_dataset_info(data_dir).image_shape
+    name, note = config_lib.resolve_preset(FLAGS.dataset, data_dir, shape)
+    if note:
+        logging.info(note)
+    preset = config_lib.get_preset(name, image_shape=shape)
+    return config_lib.override(preset, overrides).validate()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        config = resolve_config()
+    except (FileNotFoundError, ValueError) as e:  # names the folder, or config fields
+        raise app.UsageError(str(e)) from None
+    from simgan_tf import distribute  # imports TensorFlow
+    from simgan_tf.training import train_lib
+
+    strategy = distribute.build_strategy(config.runtime.strategy)
+    model_dir = FLAGS.model_dir or f"runs/{config.name}"
+    try:
+        result = train_lib.train(config, model_dir, strategy=strategy,
+                                 cache_dir=FLAGS.cache_dir)
+    except (FileNotFoundError, ValueError, FloatingPointError) as e:
+        # Bad data, bad settings, non-finite losses: the message says what and where.
+        logging.error("%s: %s", type(e).__name__, e)
+        sys.exit(1)
+    if result.preempted:
+        logging.warning("Stopped by SIGTERM at step %d after saving a checkpoint.",
+                        result.step)
+        sys.exit(PREEMPTED_EXIT_CODE)
+    logging.info("Done at step %d. TensorBoard: tensorboard --logdir %s/logs", result.step,
+                 model_dir)
+
+
+def run():
+    """The `simgan-train` command (and `python train.py` in a checkout)."""
+    cli.list_flags_in_help(__name__)
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
