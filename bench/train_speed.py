@@ -24,13 +24,15 @@ each measurement in a fresh process, A and B alternating:
   * refiner inference through the exported SavedModel at `--infer_batches`.
 
 PyTorch lives in its own virtual environment (the project never depends on it):
-    python3.11 -m venv /tmp/torch-venv && /tmp/torch-venv/bin/pip install torch==2.13.0 numpy
+    python3.11 -m venv /tmp/torch-venv
+    /tmp/torch-venv/bin/pip install -r bench/requirements-torch.txt
     python -m bench.train_speed --torch_python=/tmp/torch-venv/bin/python
 Without `--torch_python` the PyTorch columns are left empty. Run from the checkout root.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -39,10 +41,11 @@ import time
 
 from absl import app, flags
 
+from simgan_tf import config as config_lib
 from simgan_tf import runtime
 from bench.common import ROOT, default_rounds, field, matmul_peak, run, tf_step
 
-TORCH_STEP = os.path.join(ROOT, "..", "shared", "bench", "torch_simgan_step.py")
+TORCH_STEP = os.path.join(ROOT, "bench", "torch_simgan_step.py")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("torch_python", os.environ.get("SIMGAN_TF_TORCH_PYTHON"),
@@ -57,9 +60,21 @@ flags.DEFINE_list("infer_batches", ["64", "512"], "Batch sizes of refiner infere
 flags.DEFINE_integer("repeats", 3, "A/B pairs per setting.")
 
 
+def torch_spec(preset: str = "gaze") -> str:
+    """The networks of a simgan-tf preset as the PyTorch step's `--spec` JSON."""
+    config = config_lib.get_preset(preset)
+    return json.dumps({
+        "image_shape": list(config.image_shape),
+        "refiner": {"filters": config.refiner.filters,
+                    "kernel_size": config.refiner.kernel_size,
+                    "num_blocks": config.refiner.num_blocks},
+        "discriminator": [[layer.kind, layer.filters, layer.kernel_size, layer.strides]
+                          for layer in config.discriminator.layers]})
+
+
 def torch_step(python, batch, rounds, warmup=1):
     line = run([python, TORCH_STEP, "--batch", str(batch), "--rounds", str(rounds),
-                "--warmup", str(warmup)]).strip().splitlines()[-1]
+                "--warmup", str(warmup), "--spec", torch_spec()]).strip().splitlines()[-1]
     return field(line, "img_per_s")
 
 

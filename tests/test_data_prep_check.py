@@ -14,7 +14,7 @@ from simgan_tf.data import schema
 from simgan_tf.data.writer import SplitWriter
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
-SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "samples")
+SAMPLES = os.path.join(os.path.dirname(__file__), "testdata", "samples")
 TILE_DIR = os.path.join(SAMPLES, "unityeyes", "tiles")
 LABELS = {"label/gaze": 2, "label/head_pose": 2}
 
@@ -25,7 +25,7 @@ def _tiles():
     missing = [n for n in names if not os.path.exists(os.path.join(TILE_DIR, n))]
     if missing:
         pytest.fail(f"Genuine samples missing in {TILE_DIR}: {missing} (see "
-                    "shared/samples/PROVENANCE.md).")
+                    "tests/testdata/samples/PROVENANCE.md).")
     tiles = [np.asarray(Image.open(os.path.join(TILE_DIR, n)).convert("L"))[..., None]
              for n in names]
     assert all(t.shape == (35, 55, 1) for t in tiles)

@@ -16,7 +16,7 @@ from simgan_tf.data import schema
 from simgan_tf.evaluation import metrics
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
-SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "samples")
+SAMPLES = os.path.join(os.path.dirname(__file__), "testdata", "samples")
 EYE_DIR = os.path.join(SAMPLES, "mpiigaze_36x60")
 
 # participant -> day -> number of samples; p00/day02 has one sample (squeeze_me
@@ -30,7 +30,7 @@ def _eyes() -> list:
     missing = [n for n in names if not os.path.exists(os.path.join(EYE_DIR, n))]
     if missing:
         pytest.fail(f"Genuine samples missing in {EYE_DIR}: {missing} (see "
-                    "shared/samples/PROVENANCE.md).")
+                    "tests/testdata/samples/PROVENANCE.md).")
     eyes = [np.asarray(Image.open(os.path.join(EYE_DIR, n)).convert("L")) for n in names]
     assert all(e.shape == (36, 60) for e in eyes)
     return eyes

@@ -14,7 +14,7 @@ from data_prep import check, common, nyu_hand
 from simgan_tf.data import schema
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
-SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "samples")
+SAMPLES = os.path.join(os.path.dirname(__file__), "testdata", "samples")
 DEPTH_PNG = os.path.join(SAMPLES, "nyu_hand", "depth_1_0000001.png")
 LABELS_TXT = os.path.join(SAMPLES, "nyu_hand", "test_labels_first3.txt")
 
@@ -34,7 +34,7 @@ JOINT0_CROP = (64.64846, 74.63552, 736.417)
 def _genuine():
     for path in (DEPTH_PNG, LABELS_TXT):
         if not os.path.exists(path):
-            pytest.fail(f"Genuine sample missing: {path} (see shared/samples/"
+            pytest.fail(f"Genuine sample missing: {path} (see tests/testdata/samples/"
                         "PROVENANCE.md); the NYU hand tests need it.")
     depth = nyu_hand.decode_depth(DEPTH_PNG)
     joints = np.loadtxt(LABELS_TXT).reshape(3, 14, 3)

@@ -15,7 +15,7 @@ from data_prep import check, common, unityeyes
 from simgan_tf.data import schema
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
-SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "samples")
+SAMPLES = os.path.join(os.path.dirname(__file__), "testdata", "samples")
 SAMPLE_JSON = os.path.join(SAMPLES, "unityeyes", "1.json")
 
 # Hand-computed from samples/unityeyes/1.json (an 800x600 render):
@@ -36,7 +36,7 @@ HEAD_POSE = (-0.0859227, 0.4161755)
 
 def _sample_json() -> dict:
     if not os.path.exists(SAMPLE_JSON):
-        pytest.fail(f"Genuine sample missing: {SAMPLE_JSON} (see shared/samples/"
+        pytest.fail(f"Genuine sample missing: {SAMPLE_JSON} (see tests/testdata/samples/"
                     "PROVENANCE.md); the UnityEyes tests need it.")
     with open(SAMPLE_JSON, encoding="utf-8") as f:
         return json.load(f)

@@ -1,0 +1,101 @@
+"""The repository stands alone: no file points outside it, the docs' links resolve, and
+the benchmarks' PyTorch reference trains the networks of the simgan-tf preset."""
+
+import ast
+import json
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SKIP_DIRS = {".git", ".venv", "__pycache__", "runs", "build", "dist", ".ipynb_checkpoints",
+             ".pytest_cache"}
+TEXT = (".py", ".md", ".ipynb", ".txt", ".cfg", ".toml", ".json", ".cff", ".yml", ".yaml")
+OUTSIDE = re.compile(r"\.\./shared|\.\./\.\.|\"\.\.\",\s*\"\.\.\"|'\.\.',\s*'\.\.'")
+MENTIONS = re.compile(r"\b(issues?|tickets?)\s*#?\d+|\btickets?\b|\bthe issue\b"
+                      r"|\bissue's\b", re.IGNORECASE)
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def _project_files():
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        for name in files:
+            if name.endswith(TEXT) or folder.endswith(".ci"):
+                path = os.path.join(folder, name)
+                if os.path.relpath(path, ROOT).startswith(os.path.join("tests", "testdata")):
+                    continue  # genuine third-party files, kept unchanged
+                yield path
+
+
+def _read(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def test_the_scan_sees_the_project():
+    names = {os.path.relpath(p, ROOT) for p in _project_files()}
+    assert {"README.md", "BUILD.md", "train.py", os.path.join(".ci", "run"),
+            os.path.join("tests", "conftest.py"),
+            os.path.join("bench", "train_speed.py")} <= names
+
+
+def test_no_file_points_outside_the_repository():
+    found = [f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}"
+             for path in _project_files() if path != os.path.abspath(__file__)
+             for number, line in enumerate(_read(path).splitlines(), 1)
+             if OUTSIDE.search(line)]
+    assert not found, "paths outside the repository:\n" + "\n".join(found)
+
+
+def test_no_file_mentions_issues_or_tickets():
+    found = [f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}"
+             for path in _project_files() if path != os.path.abspath(__file__)
+             for number, line in enumerate(_read(path).splitlines(), 1)
+             if MENTIONS.search(line)]
+    assert not found, "\n".join(found)
+
+
+def test_relative_links_of_the_docs_resolve_inside_the_repository():
+    broken = []
+    for path in _project_files():
+        if not path.endswith(".md"):
+            continue
+        text = re.sub(r"```.*?```", "", _read(path), flags=re.DOTALL)  # code, not links
+        text = re.sub(r"`[^`\n]*`", "", text)
+        for target in LINK.findall(text):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
+            if not resolved.startswith(ROOT + os.sep) or not os.path.exists(resolved):
+                broken.append(f"{os.path.relpath(path, ROOT)}: {target}")
+    assert not broken, "\n".join(broken)
+
+
+@pytest.mark.parametrize("line, bad", [
+    ('SAMPLES = os.path.join(HERE, "..", "..", "shared")', True),
+    ("see ../shared/NOTES.md", True),
+    ('ROOT = os.path.join(HERE, "..")', False),
+])
+def test_the_outside_pattern(line, bad):
+    assert bool(OUTSIDE.search(line)) == bad
+
+
+def test_the_pytorch_reference_trains_the_networks_of_the_gaze_preset():
+    """`bench/torch_simgan_step.py` needs torch (not installed here): its default networks
+    are read from its source and compared with what `bench.train_speed` passes it."""
+    from bench import train_speed
+
+    source = ast.parse(_read(os.path.join(ROOT, "bench", "torch_simgan_step.py")))
+    default = next(ast.literal_eval(node.value) for node in source.body
+                   if isinstance(node, ast.Assign) and node.targets[0].id == "GAZE_SPEC")
+    assert json.loads(train_speed.torch_spec("gaze")) == default
+    hand = json.loads(train_speed.torch_spec("hand"))
+    assert hand["image_shape"] == [224, 224, 1] and hand["discriminator"][0] == [
+        "conv", 96, 7, 4]
+    imports = {alias.name.split(".")[0] for node in ast.walk(source)
+               if isinstance(node, (ast.Import, ast.ImportFrom))
+               for alias in node.names} | {node.module.split(".")[0] for node in
+                                          ast.walk(source) if isinstance(node, ast.ImportFrom)}
+    assert "simgan_tf" not in imports and "tensorflow" not in imports
