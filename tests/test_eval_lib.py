@@ -164,7 +164,16 @@ def test_evaluate_py_command(eye_data, tmp_path, refiner_export):
     assert results["config"]["steps"] == 3 and results["config"]["seed"] == 4
     assert results["config"]["realism"]["num_images"] == 16
     assert sorted(results["splits"]) == ["refined", "synthetic"]
-    assert "realism accuracy" in result.stderr
+    header, *rows = result.stdout.strip().splitlines()[-3:]
+    assert header.split()[:3] == ["trained", "on", "mean"] and "realism accuracy" in header
+    for row, split in zip(rows, ["synthetic", "refined"]):
+        cells = row.split()
+        summary = results["splits"][split]
+        assert cells[0] == split and float(cells[1]) == round(summary["mean"], 2)
+        assert float(cells[-1]) == round(summary["realism"]["accuracy"], 3)
+    for bar in ("gaze estimator on synthetic", "gaze estimator on refined",
+                "realism classifier: refined vs real"):
+        assert bar in result.stderr  # a progress bar per network
     card = export.read_model_card(saved_model)
     assert card["evaluation"]["splits"] == results["splits"]
     assert card["evaluation"]["test_split"] == "real_test"

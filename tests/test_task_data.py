@@ -195,7 +195,13 @@ def test_evaluate_py_without_train_splits_reports_realism_alone(tmp_path):
     assert results["task"] == "realism" and results["realism_split"] == "real_test"
     assert sorted(results["splits"]) == ["refined", "synthetic"]
     assert results["config"]["num_images"] == 16 and results["config"]["steps"] == 3
-    assert result.stderr.count("realism accuracy") == 2
+    table = result.stdout.strip().splitlines()[-3:]  # header, refined, synthetic
+    assert table[0].startswith("split") and "realism accuracy vs real_test" in table[0]
+    for line, split in zip(table[1:], ["refined", "synthetic"]):
+        name, accuracy = line.split()
+        assert name == split
+        assert float(accuracy) == round(results["splits"][split]["realism"]["accuracy"], 3)
+    assert "realism classifier: refined vs real_test" in result.stderr  # its progress bar
     only = subprocess.run(command + ["--candidate_splits=refined", f"--output_dir={out}-r"],
                           capture_output=True, text=True, timeout=600)
     assert only.returncode == 0, only.stderr[-3000:]

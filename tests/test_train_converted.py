@@ -24,7 +24,7 @@ def _train(args, tmp_path):
                f"--model_dir={tmp_path / 'run'}", "--batch_size=2", "--steps=1",
                "--pretrain_refiner_steps=1", "--pretrain_discriminator_steps=1",
                "--history_size=2", "--log_every=1", "--image_every=5"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "run" / "config.json") as f:
         return json.load(f)

@@ -46,7 +46,9 @@ flags.DEFINE_integer("realism_images", None, "Images of each set for the realism
 flags.DEFINE_string("saved_model", None, "Optional: the exported refiner that made the "
                     "refined split; its model card (assets/model_card.json) gets these results.")
 flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "Distribution strategy.")
-flags.DEFINE_bool("verbose", False, "Show Keras progress bars.")
+flags.DEFINE_bool("verbose", False, "Show Keras progress bars (instead of --progress).")
+flags.DEFINE_bool("progress", True, "A progress bar per trained network (estimators, "
+                  "realism classifiers); --noprogress for logs only.")
 flags.DEFINE_multi_string(
     "config", [], "Sets any field of the estimator config (eval_lib.EvalConfig) by its "
     "dotted path, PATH=VALUE; repeatable, e.g. --config=steps=500 "
@@ -105,14 +107,15 @@ def main(argv):
             results = eval_lib.evaluate(
                 config, FLAGS.data_dir, FLAGS.train_splits, FLAGS.test_split,
                 FLAGS.output_dir, realism_split=FLAGS.realism_split or None,
-                strategy=strategy, verbose="auto" if FLAGS.verbose else 0)
+                strategy=strategy, verbose="auto" if FLAGS.verbose else 0,
+                progress=FLAGS.progress and not FLAGS.verbose)
         else:
             results = eval_lib.evaluate_realism(
                 config.realism, FLAGS.data_dir, FLAGS.candidate_splits, FLAGS.realism_split,
-                FLAGS.output_dir, strategy=strategy)
+                FLAGS.output_dir, strategy=strategy, progress=FLAGS.progress)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from None
-    log_results(results)
+    print(results_table(results), flush=True)
     logging.info("Wrote %s/results.json%s.", FLAGS.output_dir,
                  " and curves.png" if FLAGS.train_splits else "")
     if FLAGS.saved_model:
@@ -138,19 +141,29 @@ def check_flags():
             "against (--realism_split=real_test).")
 
 
-def log_results(results: dict) -> None:
-    """One line per split: its errors (estimator runs) and its realism accuracy."""
+def results_table(results: dict) -> str:
+    """The results as a table: per split its errors (estimator runs) and realism accuracy."""
+    rows = []
     for split, summary in results["splits"].items():
         realism = summary.get("realism", {}).get("accuracy")
-        realism_text = f"realism accuracy {realism:.3f}" if realism is not None else ""
-        if "mean" not in summary:
-            logging.info("%-12s %s", split, realism_text)
-            continue
-        within = summary["within"]
-        logging.info("%-12s mean %.2f median %.2f %s | within 5: %.1f%% 10: %.1f%%%s", split,
-                     summary["mean"], summary["median"], summary["unit"],
-                     within.get("5", float("nan")), within.get("10", float("nan")),
-                     f" | {realism_text}" if realism_text else "")
+        realism_text = f"{realism:.3f}" if realism is not None else "-"
+        if "mean" in summary:
+            within = summary["within"]
+            rows.append([split, f"{summary['mean']:.2f}", f"{summary['median']:.2f}",
+                         f"{within.get('5', float('nan')):.1f}%",
+                         f"{within.get('10', float('nan')):.1f}%", realism_text])
+        else:
+            rows.append([split, realism_text])
+    if rows and len(rows[0]) > 2:
+        unit = next(iter(results["splits"].values()))["unit"]
+        header = ["trained on", f"mean ({unit})", "median", "within 5", "within 10",
+                  "realism accuracy"]
+    else:
+        header = ["split", f"realism accuracy vs {results['realism_split']} "
+                           "(0.5: indistinguishable)"]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in [header, *rows])
 
 
 def run():

@@ -33,6 +33,7 @@ from absl import logging
 
 from simgan_tf.data import reader, schema, task_data
 from simgan_tf.evaluation import estimators, metrics, realism
+from simgan_tf.evaluation import progress as progress_lib
 
 TASKS = ("gaze", "hand")
 RESULTS_FILE = "results.json"
@@ -143,8 +144,9 @@ def build_estimator(config: EvalConfig, image_shape) -> keras.Model:
 
 def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
                     strategy: tf.distribute.Strategy | None = None,
-                    verbose: int = 0) -> keras.Model:
-    """Trains a fresh estimator on one labelled split for `config.steps` steps."""
+                    verbose: int = 0, callbacks: list | None = None) -> keras.Model:
+    """Trains a fresh estimator on one labelled split for `config.steps` steps
+    (`callbacks`: Keras callbacks of its `fit`, e.g. a progress bar)."""
     config.validate()
     info = schema.read_dataset_info(data_dir)
     _check_labels(info, data_dir, split, config.task)
@@ -160,7 +162,7 @@ def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
     with strategy.scope():
         model = build_estimator(config, info.image_shape)
     model.fit(dataset, epochs=1, steps_per_epoch=config.steps, shuffle=False,
-              verbose=verbose)
+              verbose=verbose, callbacks=callbacks)
     return model
 
 
@@ -184,7 +186,8 @@ def test_estimator(config: EvalConfig, model: keras.Model, data_dir: str, split:
 
 def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_split: str,
              output_dir: str, *, realism_split: str | None = None,
-             strategy: tf.distribute.Strategy | None = None, verbose: int = 0) -> dict:
+             strategy: tf.distribute.Strategy | None = None, verbose: int = 0,
+             progress: bool = False) -> dict:
     """Trains on each training split, tests on `test_split`, writes the results.
 
     Args:
@@ -197,6 +200,7 @@ def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_sp
         with (`None`: no realism score).
       strategy: distribution strategy (default: the current one).
       verbose: Keras progress bar mode of training.
+      progress: a tqdm bar per trained network (estimators, realism classifiers).
 
     Returns:
       The results dict written to results.json.
@@ -217,10 +221,12 @@ def evaluate(config: EvalConfig, data_dir: str, train_splits: list[str], test_sp
         count = _realism_count(config.realism, info, realism_split, train_splits)
         real_images = realism.load_images(data_dir, realism_split, count)
     summaries = {}
-    for split in train_splits:
+    for number, split in enumerate(train_splits, 1):
+        logging.info("Training split %d of %d: %s (%d images).", number, len(train_splits),
+                     split, info.splits[split].count)
         summaries[split] = evaluate_split(config, data_dir, split, test_split, info,
                                           real_images=real_images, strategy=strategy,
-                                          verbose=verbose)
+                                          verbose=verbose, progress=progress)
     results = {
         "task": config.task,
         "data_dir": os.path.abspath(data_dir),
@@ -249,8 +255,8 @@ def synthetic_domain_splits(info: schema.DatasetInfo) -> list[str]:
 
 def evaluate_realism(config: realism.RealismConfig, data_dir: str,
                      candidate_splits: list[str] | None, realism_split: str,
-                     output_dir: str, *, strategy: tf.distribute.Strategy | None = None
-                     ) -> dict:
+                     output_dir: str, *, strategy: tf.distribute.Strategy | None = None,
+                     progress: bool = False) -> dict:
     """The realism score alone, for any data: no labels, any image shape.
 
     For each candidate split, a fresh classifier learns to tell its first images from
@@ -264,6 +270,7 @@ def evaluate_realism(config: realism.RealismConfig, data_dir: str,
       realism_split: the real split to compare with, e.g. `real_test`.
       output_dir: where results.json and the TensorBoard summaries (`logs/`) go.
       strategy: distribution strategy of the classifier (default: the current one).
+      progress: a tqdm bar per classifier.
 
     Returns:
       The results dict written to results.json: `splits` maps each candidate to
@@ -286,8 +293,10 @@ def evaluate_realism(config: realism.RealismConfig, data_dir: str,
     real_images = realism.load_images(data_dir, realism_split, count)
     summaries = {}
     for split in candidates:
-        score = realism.realism_score(real_images, realism.load_images(data_dir, split, count),
-                                      config, strategy=strategy)
+        score = realism.realism_score(
+            real_images, realism.load_images(data_dir, split, count), config,
+            strategy=strategy, callbacks=progress_lib.fit_callbacks(
+                progress, config.steps, f"realism classifier: {split} vs {realism_split}"))
         summaries[split] = {"realism": score, "train_images": info.splits[split].count}
         logging.info("Realism of %s against %s: accuracy %.3f (50%% = indistinguishable).",
                      split, realism_split, score["accuracy"])
@@ -308,21 +317,26 @@ def evaluate_realism(config: realism.RealismConfig, data_dir: str,
 
 def evaluate_split(config: EvalConfig, data_dir: str, split: str, test_split: str,
                    info: schema.DatasetInfo, *, real_images: np.ndarray | None = None,
-                   strategy: tf.distribute.Strategy | None = None, verbose: int = 0) -> dict:
+                   strategy: tf.distribute.Strategy | None = None, verbose: int = 0,
+                   progress: bool = False) -> dict:
     """Trains an estimator on `split`, tests it on `test_split`: that split's summary.
 
     With `real_images`, the summary also holds the realism score of `split`'s first
     `len(real_images)` images against them (`realism.realism_score`).
     """
     start = time.perf_counter()
-    model = train_estimator(config, data_dir, split, strategy=strategy, verbose=verbose)
+    model = train_estimator(config, data_dir, split, strategy=strategy, verbose=verbose,
+                            callbacks=progress_lib.fit_callbacks(
+                                progress, config.steps, f"{config.task} estimator on {split}"))
     summary = test_estimator(config, model, data_dir, test_split)
     summary["train_images"] = info.splits[split].count
     summary["train_seconds"] = round(time.perf_counter() - start, 1)
     if real_images is not None:
         candidate = realism.load_images(data_dir, split, len(real_images))
-        summary["realism"] = realism.realism_score(real_images, candidate,
-                                                   config.realism, strategy=strategy)
+        summary["realism"] = realism.realism_score(
+            real_images, candidate, config.realism, strategy=strategy,
+            callbacks=progress_lib.fit_callbacks(progress, config.realism.steps,
+                                                 f"realism classifier: {split} vs real"))
     logging.info("Trained on %s, tested on %s: mean %.3f %s, median %.3f%s.", split,
                  test_split, summary["mean"], summary["unit"], summary["median"],
                  f", realism accuracy {summary['realism']['accuracy']:.3f}"

@@ -76,7 +76,8 @@ def load_images(data_dir: str, split: str, count: int) -> np.ndarray:
 
 def realism_score(real: np.ndarray, candidate: np.ndarray,
                   config: RealismConfig = RealismConfig(), *,
-                  strategy: tf.distribute.Strategy | None = None) -> dict:
+                  strategy: tf.distribute.Strategy | None = None,
+                  callbacks: list | None = None) -> dict:
     """Trains a fresh classifier on half of each set and tests it on the other half.
 
     Args:
@@ -84,6 +85,7 @@ def realism_score(real: np.ndarray, candidate: np.ndarray,
       candidate: `[n, H, W, C]` refined or synthetic images in [-1, 1] (same shape).
       config: training settings (`num_images` is ignored: all given images are used).
       strategy: distribution strategy for training (default: the current one).
+      callbacks: Keras callbacks of the classifier's `fit` (e.g. a progress bar).
 
     Returns:
       `{"accuracy", "real_accuracy", "candidate_accuracy", "cross_entropy",
@@ -114,7 +116,8 @@ def realism_score(real: np.ndarray, candidate: np.ndarray,
              .shuffle(len(train_x), seed=config.seed, reshuffle_each_iteration=True)
              .repeat().batch(config.batch_size, drop_remainder=True)
              .prefetch(tf.data.AUTOTUNE))
-    model.fit(train, epochs=1, steps_per_epoch=config.steps, shuffle=False, verbose=0)
+    model.fit(train, epochs=1, steps_per_epoch=config.steps, shuffle=False, verbose=0,
+              callbacks=callbacks)
     logits = model.predict(test_x, batch_size=256, verbose=0)[:, 0]
     predicted_real = logits > 0
     correct = predicted_real == (test_y > 0.5)
