@@ -116,3 +116,33 @@ def test_evaluate_py_config_flag_reaches_the_estimator_config(shifted_data_dir, 
     assert "Unknown config field 'realism.nope': RealismConfig has" in result.stderr, \
         result.stderr[-2000:]
     assert not (tmp_path / "out").exists()
+
+
+def test_train_py_prints_the_next_commands_and_they_run(shifted_data_dir, tmp_path):
+    """A finished run prints refine and evaluate commands with its own paths; run as
+    printed (with this interpreter), they refine into the data folder and score it."""
+    import shutil
+
+    data_dir = str(tmp_path / "data")
+    shutil.copytree(shifted_data_dir, data_dir)  # refine writes a split into it
+    model_dir = str(tmp_path / "run")
+    command = [c for c in train_command(data_dir, model_dir, "--steps=1") if c != "--noexport"]
+    result = run(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    start = lines.index("Next: refine the synthetic split and evaluate it:")
+    refine, evaluate = [line.strip() for line in lines[start + 1:start + 3]]
+    export = os.path.join(model_dir, "export", "refiner", "5")  # 1 + 1 + (2 + 1)
+    assert refine == (f"python refine.py --saved_model={export} --input_dir={data_dir}/synthetic "
+                      f"--output_dir={data_dir}/refined")
+    # No labelled real_test split here: the realism score of both splits against real.
+    assert evaluate == (f"python evaluate.py --data_dir={data_dir} "
+                        f"--candidate_splits=synthetic,refined --realism_split=real "
+                        f"--output_dir={model_dir}/eval")
+    for printed, extra in ((refine, []), (evaluate, ["--realism_steps=2", "--realism_images=8",
+                                                     "--noprogress"])):
+        argv = [sys.executable, *printed.split()[1:], *extra]
+        done = run(argv)
+        assert done.returncode == 0, done.stderr[-3000:]
+    results = read_json(os.path.join(model_dir, "eval", "results.json"))
+    assert sorted(results["splits"]) == ["refined", "synthetic"]

@@ -7,7 +7,9 @@ calls one library function; the library itself never reads flags. Import one mod
 process: each defines its flags at import.
 """
 
+import os
 import sys
+import tempfile
 
 from absl import flags
 
@@ -22,3 +24,49 @@ def list_flags_in_help(*module_names: str) -> None:
     for name in module_names:
         for flag in flags.FLAGS.get_key_flags_for_module(name):
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+# TensorFlow's own start-up lines that say nothing about the run (printed by its C++
+# runtime straight to the stderr file descriptor, which TF_CPP_MIN_LOG_LEVEL does not
+# silence before its logging is initialised).
+STARTUP_CHATTER = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "cudart_stub.cc",                      # no CUDA driver: "GPU will not be used"
+    "cuda_platform.cc:52] failed call to cuInit",
+    "cpu_feature_guard.cc",                # "optimized to use available CPU instructions"
+    "To enable the following instructions:",
+    "oneDNN custom operations are on",     # simgan_tf asks for them (runtime.py)
+)
+
+
+def start_tensorflow_quietly() -> None:
+    """Imports TensorFlow and lists its devices with its start-up chatter filtered out.
+
+    Everything TensorFlow's C++ runtime writes to stderr meanwhile is captured; lines of
+    `STARTUP_CHATTER` are dropped and every other line is written to stderr as it was, so
+    nothing unexpected is hidden. With `TF_CPP_MIN_LOG_LEVEL` set by the user, nothing is
+    filtered.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        import tensorflow as tf  # noqa: F401
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"  # TensorFlow's INFO lines after start-up
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+            chatter = STARTUP_CHATTER
+            if not any("Could not find cuda drivers" in line for line in lines):
+                # A machine with a CUDA driver: a failing cuInit is news.
+                chatter = tuple(c for c in chatter if "cuInit" not in c)
+            kept = [line for line in lines if not any(c in line for c in chatter)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()

@@ -86,6 +86,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     check_flags()
+    cli.start_tensorflow_quietly()
     from simgan_tf.evaluation import eval_lib  # imports TensorFlow
     from simgan_tf import distribute
 

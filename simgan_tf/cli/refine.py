@@ -27,6 +27,7 @@ def define_flags(*, input_help: str, output_help: str, batch_size: int) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.start_tensorflow_quietly()
     from simgan_tf.serving import refine_split  # imports TensorFlow
 
     try:

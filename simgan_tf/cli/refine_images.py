@@ -20,6 +20,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.start_tensorflow_quietly()
     from simgan_tf.serving import image_files
 
     try:

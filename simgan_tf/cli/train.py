@@ -5,6 +5,8 @@ flags and every `--config=PATH=VALUE` applied, builds the distribution strategy,
 `simgan_tf.training.train_lib.train`. Nothing else happens here.
 """
 
+import os
+import shlex
 import sys
 
 from absl import app, flags, logging
@@ -95,6 +97,7 @@ def resolve_config() -> config_lib.SimGANConfig:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.start_tensorflow_quietly()
     try:
         config = resolve_config()
     except (FileNotFoundError, ValueError) as e:  # names the folder, or config fields
@@ -117,6 +120,49 @@ def main(argv):
         sys.exit(PREEMPTED_EXIT_CODE)
     logging.info("Done at step %d. TensorBoard: tensorboard --logdir %s/logs", result.step,
                  model_dir)
+    if result.export_path:
+        print(next_commands(result.config, model_dir, result.export_path,
+                            simulator=not FLAGS.data_dir), flush=True)
+
+
+def next_commands(config, model_dir: str, export_path: str, *, simulator: bool) -> str:
+    """The commands that refine the run's synthetic split and evaluate it, with the run's
+    paths. The simulator's cached data folder is copied into the run folder first, so the
+    refined split is written there and not into the shared cache."""
+    from simgan_tf.data import schema
+
+    data_dir = config.data.data_dir
+    splits = schema.read_dataset_info(data_dir).splits
+    checkout = os.path.basename(sys.argv[0]) == "train.py"
+
+    def command(name):  # `python refine.py` in a checkout, else the console script
+        return f"python {name}.py" if checkout else f"simgan-{name}"
+
+    lines = ["Next: refine the synthetic split and evaluate it:"]
+    if simulator:
+        copy = os.path.join(model_dir, "data")
+        lines.append(f"  cp -r {shlex.quote(data_dir)} {shlex.quote(copy)}")
+        data_dir = copy
+    synthetic = os.path.join(data_dir, config.data.synthetic_split)
+    lines.append(f"  {command('refine')} --saved_model={shlex.quote(export_path)} "
+                 f"--input_dir={shlex.quote(synthetic)} "
+                 f"--output_dir={shlex.quote(os.path.join(data_dir, 'refined'))}")
+    task = config.name.split("_")[0]
+    label = {"gaze": "label/gaze", "hand": "label/joints_uvd"}.get(task)
+    labelled = label and all(name in splits and label in splits[name].label_fields
+                             for name in (config.data.synthetic_split, "real_test"))
+    evaluation = os.path.join(model_dir, "eval")
+    if labelled:
+        lines.append(f"  {command('evaluate')} --dataset={task} "
+                     f"--data_dir={shlex.quote(data_dir)} --train_splits={config.data.synthetic_split},refined "
+                     f"--test_split=real_test --output_dir={shlex.quote(evaluation)}")
+    else:  # no task network for this data: the realism score alone
+        real = "real_test" if "real_test" in splits else config.data.real_split
+        lines.append(f"  {command('evaluate')} --data_dir={shlex.quote(data_dir)} "
+                     f"--candidate_splits={config.data.synthetic_split},refined "
+                     f"--realism_split={real} "
+                     f"--output_dir={shlex.quote(evaluation)}")
+    return "\n".join(lines)
 
 
 def run():

@@ -46,6 +46,7 @@ flags.DEFINE_bool("exit_when_done", True, "Stop after the results page has been 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.start_tensorflow_quietly()
     if FLAGS.num_images < 1:
         raise app.UsageError(f"--num_images must be >= 1. Received: {FLAGS.num_images}")
     from simgan_tf.evaluation import turing_test  # imports TensorFlow when loading images
