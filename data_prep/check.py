@@ -184,6 +184,10 @@ class _Checker:
                 if name.startswith((".staging-", ".old-")):
                     report.warnings.append(
                         f"leftover folder {name} (an interrupted run; safe to delete)")
+                elif name.startswith(".partial-"):
+                    report.warnings.append(
+                        f"leftover folder {name} (an interrupted conversion: rerun it "
+                        "with --resume to finish it, or delete the folder)")
             for split, split_info in report.info.splits.items():
                 self.check_split(split, split_info)
         except _Stop:
