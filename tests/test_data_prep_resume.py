@@ -292,3 +292,64 @@ def test_eye_simulator_resume_from_the_command_line(tmp_path, monkeypatch):
     theirs = reader.load_arrays(cache, "real", ("image", "key", schema.LABEL_GAZE))
     for name in ours:
         np.testing.assert_array_equal(ours[name], theirs[name])
+
+
+def test_kaggle_gaze_resume_reads_only_the_remaining_samples(tmp_path, monkeypatch):
+    """A converter whose items are read lazily from an HDF5 file when indexed."""
+    import h5py
+
+    from data_prep import kaggle_gaze
+
+    rng = np.random.default_rng(1)
+    paths = {}
+    for domain, count in (("synthetic", 14), ("real", 12)):
+        paths[domain] = str(tmp_path / f"{domain}.h5")
+        with h5py.File(paths[domain], "w") as f:
+            for i in range(count):
+                f.create_dataset(f"image/img{i}",
+                                 data=rng.integers(0, 256, (35, 55), dtype=np.uint8))
+                if domain == "synthetic":
+                    f.create_dataset(f"look_vec/img{i}", data=[0.1, 0.2, -1.0])
+
+    def convert(out, **options):
+        return kaggle_gaze.convert(out, synthetic_h5=paths["synthetic"],
+                                   real_h5=paths["real"], real_test_fraction=0.3,
+                                   options=_options(**options))
+
+    reference_out = str(tmp_path / "reference")
+    convert(reference_out)
+    out = str(tmp_path / "data")
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        convert(out)
+    monkeypatch.undo()
+    indexed = []
+    original = kaggle_gaze._Items.__getitem__
+
+    def getitem(self, index):
+        indexed.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(kaggle_gaze._Items, "__getitem__", getitem)
+    summary = convert(out, resume=True)
+    assert summary.splits["synthetic"].reused_shards == 2
+    assert indexed[:3] == [6, 7, 8]  # 2 shards of 3 samples were not read again.
+    assert folder_bytes(out) == folder_bytes(reference_out)
+
+
+def test_mpiigaze_rerun_without_test_participants_removes_real_test(tmp_path):
+    from test_data_prep_mpiigaze import _make_root
+
+    from data_prep import mpiigaze
+
+    root = str(tmp_path / "MPIIGaze")
+    _make_root(root)
+    out = str(tmp_path / "data")
+    mpiigaze.convert(root, out, test_participants="p12", options=_options())
+    assert sorted(schema.read_dataset_info(out).splits) == ["real", "real_test"]
+    mpiigaze.convert(root, out, test_participants="", options=_options())
+    info = schema.read_dataset_info(out)
+    assert sorted(info.splits) == ["real"]  # p12 is in real/ now: no real_test/ on it.
+    assert info.splits["real"].count == 12
+    assert not os.path.exists(os.path.join(out, "real_test"))
+    assert check.check(out).ok
