@@ -20,7 +20,8 @@ Checks, per split of `dataset.json`:
 Prints a table per split (shards, records, size, label ranges). Problems name the split,
 the file and the record index; after `max_problems` the check stops. The exit code is 1
 if there is any problem. Files not listed in `dataset.json` and leftover staging folders
-are reported as warnings only.
+are reported as warnings only, and so are `.partial-*` folders of an interrupted conversion
+(finish it with `--resume`).
 """
 
 from __future__ import annotations
@@ -184,6 +185,10 @@ class _Checker:
                 if name.startswith((".staging-", ".old-")):
                     report.warnings.append(
                         f"leftover folder {name} (an interrupted run; safe to delete)")
+                elif name.startswith(".partial-"):
+                    report.warnings.append(
+                        f"leftover folder {name} (an interrupted conversion: rerun it "
+                        "with --resume to finish it, or delete the folder)")
             for split, split_info in report.info.splits.items():
                 self.check_split(split, split_info)
         except _Stop:

@@ -12,6 +12,13 @@ Workers only read, crop and resize (numpy, Pillow, scipy); the parent process en
 process) and writes the shards, so TensorFlow is imported once, by the parent.
 Workers are started with the `spawn` method: safe even when the parent has already
 initialised TensorFlow, and cheap because workers never import it.
+
+Every split is resumable (`data_prep.resume`: `--resume` keeps the finished shards of an
+interrupted run).
+
+This module is longer than 400 lines on purpose: it is the one contract every converter
+shares (items, samples and skips, options and flags, the ordered map, the split writing
+loop and its summary).
 """
 
 from __future__ import annotations
@@ -124,6 +131,9 @@ class ConvertOptions:
         converter's order), for trying things out.
       progress: show a tqdm progress bar on stderr.
       chunk_size: items per worker task; None lets the converter choose.
+      resume: continue an interrupted conversion from its finished shards (see
+        `data_prep.resume`); refused if it was started with other options or inputs.
+        The output is the same as without it.
     """
     shard_bytes: int = writer_lib.DEFAULT_SHARD_BYTES
     compression: str | None = None
@@ -132,6 +142,7 @@ class ConvertOptions:
     limit: int | None = None
     progress: bool = True
     chunk_size: int | None = None
+    resume: bool = False
 
     def __post_init__(self):
         compression = self.compression
@@ -159,7 +170,8 @@ class ConvertOptions:
         return int(self.workers) or (os.cpu_count() or 1)
 
     def describe(self) -> dict:
-        """Options that change the output, for `dataset.json` (not workers, progress)."""
+        """Options that change the output, for `dataset.json` (not workers, progress,
+        resume)."""
         return {"shard_bytes": int(self.shard_bytes),
                 "compression": "gzip" if self.compression else "none",
                 "strict": bool(self.strict), "limit": self.limit}
@@ -200,6 +212,7 @@ class SplitSummary:
       shards: number of shard files.
       seconds: wall time.
       limited: True if `limit` stopped the split early.
+      reused_shards: shards kept from an interrupted or earlier run (`resume`).
     """
     split: str
     written: int = 0
@@ -209,6 +222,7 @@ class SplitSummary:
     shards: int = 0
     seconds: float = 0.0
     limited: bool = False
+    reused_shards: int = 0
 
 
 @dataclasses.dataclass
@@ -229,8 +243,9 @@ class Summary:
                  f"{'seconds':>10}"]
         for s in self.splits.values():
             limited = "  (stopped at --limit)" if s.limited else ""
+            reused = f"  ({s.reused_shards} shards reused)" if s.reused_shards else ""
             lines.append(f"{s.split:<12}{s.written:>10}{sum(s.skipped.values()):>10}"
-                         f"{s.shards:>8}{s.seconds:>10.1f}{limited}")
+                         f"{s.shards:>8}{s.seconds:>10.1f}{limited}{reused}")
         for s in self.splits.values():
             for reason, count in s.skipped.items():
                 lines.append(f"  {s.split}: skipped {count} x {reason}, first ones:")
@@ -317,15 +332,95 @@ def _check_sample(sample: Sample, image_shape: tuple, image_dtype: str,
     return None
 
 
+class _Progress:
+    """Where `write_split` is in the items, and its skip and note counts so far.
+
+    `state()` is what a resumed run needs to continue right after the last record of a
+    closed shard: the item to process next, how many of its results were already
+    consumed, and the counts.
+    """
+
+    def __init__(self):
+        self.skips = SkipCounter()
+        self.notes = collections.Counter()
+        self.item = 0  # Index of the item whose results are being consumed.
+        self.offset = 0  # Its results consumed so far.
+        self.size = 0  # Its number of results.
+
+    def state(self) -> dict:
+        done = self.offset >= self.size
+        return {"item": self.item + 1 if done else self.item,
+                "offset": 0 if done else self.offset,
+                "skipped": dict(self.skips.counts),
+                "examples": {k: list(v) for k, v in self.skips.examples.items()},
+                "notes": dict(self.notes)}
+
+    def restore(self, state: dict | None) -> tuple[int, int]:
+        """Takes the counts of `state` (a `state()`); returns `(item, offset)`."""
+        if state is None:
+            return 0, 0
+        self.skips.counts = collections.Counter(state["skipped"])
+        self.skips.examples = collections.defaultdict(
+            list, {k: list(v) for k, v in state["examples"].items()})
+        self.notes = collections.Counter(state["notes"])
+        return int(state["item"]), int(state["offset"])
+
+
+def _write_results(results: Iterator, first: tuple[int, int], split_writer,
+                   progress: _Progress, bar, *, split: str, domain: str, image_shape,
+                   image_dtype: str, label_fields: dict, options: ConvertOptions) -> bool:
+    """Checks and writes the results of items `first[0]...`; True if `limit` stopped it.
+
+    The first `first[1]` results of item `first[0]` were written by an earlier run.
+    """
+    for index, item_results in enumerate(results, start=first[0]):
+        bar.update(1)
+        progress.item, progress.size = index, len(item_results)
+        for position, result in enumerate(item_results):
+            if index == first[0] and position < first[1]:
+                continue
+            progress.offset = position + 1  # Before `write`, which may close a shard.
+            if isinstance(result, Sample):
+                result = _check_sample(
+                    result, image_shape, image_dtype, label_fields) or result
+            if isinstance(result, Skip):
+                if options.strict:
+                    raise ConversionError(
+                        f"Split {split!r}: {result.message()}. Stopped by "
+                        "--strict; without it the sample is skipped and counted.")
+                progress.skips.add(result)
+                continue
+            progress.notes.update(result.notes)
+            split_writer.write(schema.encode_example(
+                result.image, key=result.key, domain=domain, labels=result.labels))
+            if options.limit and split_writer.count >= options.limit:
+                return True
+        bar.set_postfix(written=split_writer.count, skipped=progress.skips.total,
+                        refresh=False)
+    return False
+
+
+def _published_summary(split: str, info: schema.SplitInfo) -> SplitSummary:
+    """The `SplitSummary` of a split kept as published (`resume`)."""
+    source = info.source
+    return SplitSummary(
+        split=split, written=info.count, skipped=dict(source.get("skipped", {})),
+        examples=dict(source.get("skip_examples", {})), notes=dict(source.get("notes", {})),
+        shards=len(info.shards), limited=bool(source.get("stopped_at_limit")),
+        reused_shards=len(info.shards))
+
+
 def write_split(*, items: Sequence, process: Callable[[Any], list], data_dir: str,
                 split: str, domain: str, image_shape: tuple, image_dtype: str = "uint8",
                 label_fields: dict, options: ConvertOptions, source: dict,
-                chunk_size: int = 16, unit: str = "file", pixel_range=None) -> SplitSummary:
+                chunk_size: int = 16, unit: str = "file", pixel_range=None,
+                inputs: Any = None) -> SplitSummary:
     """Converts `items` into the split `<data_dir>/<split>/` and its dataset.json entry.
 
     Args:
       items: the converter's work items in output order (a sequence: its length is the
-        progress bar's total).
+        progress bar's total; with `options.resume`, only the items after the finished
+        shards are indexed).
       process: picklable `process(item) -> list of Sample | Skip`.
       data_dir: the data folder.
       split: split name.
@@ -336,75 +431,131 @@ def write_split(*, items: Sequence, process: Callable[[Any], list], data_dir: st
         exactly these.
       options: common options; `options.chunk_size`, if set, overrides `chunk_size`.
       source: description stored in `dataset.json` (`command`, `input_dir`, `options`,
-        ...); `written`, `skipped`, `notes` and `stopped_at_limit` are added.
+        ...); `written`, `skipped`, `skip_examples`, `notes`, `stopped_at_limit` and
+        `fingerprint` (see `data_prep.resume`) are added.
       chunk_size: items per worker task unless `options.chunk_size` is set.
       unit: progress bar unit.
       pixel_range: `[lo, hi]` pixel values the reader maps to [-1, 1] (see
         `simgan_tf.data.schema.DatasetInfo`); `None` for the dtype's full range.
+      inputs: JSON-serializable identity of the inputs for the resume fingerprint, for
+        items that read data when indexed; None hashes `repr` of every item.
 
     Returns:
       The `SplitSummary`.
 
     Raises:
       ConversionError: in strict mode on the first bad sample (naming the file and the
-        reason), or on an unexpected error in a worker. In both cases, and on any other
-        exception or interruption, the previous split (if any) stays untouched and no
-        staging folder is left.
+        reason), or on an unexpected error in a worker; then no partial folder is left.
+      data_prep.resume.ResumeError: `options.resume` and the split's partial folder was
+        started with other options or inputs (naming them).
+      On any error or interruption the previous split (if any) stays untouched; other
+      than on `ConversionError`, the finished shards stay in `.partial-<split>/`.
     """
+    from absl import logging
     from tqdm import tqdm
 
+    from data_prep import resume
+
     start = time.monotonic()
-    skips = SkipCounter()
-    notes = collections.Counter()
+    components = resume.fingerprint(
+        split=split, domain=domain, image_shape=list(image_shape), image_dtype=image_dtype,
+        pixel_range=pixel_range, label_fields=label_fields,
+        shard_bytes=int(options.shard_bytes), compression=options.compression,
+        strict=bool(options.strict), limit=options.limit, source=source,
+        inputs=resume.inputs_digest(items, inputs))
+    digest = resume.fingerprint_digest(components)
+    partial = resume.partial_dir(data_dir, split)
+    if options.resume and resume.read_manifest(partial, components) is None:
+        published = resume.published_split(data_dir, split, digest)
+        if published is not None:
+            writer_lib.remove_folder(partial)
+            logging.info("Split %r: kept as published (%d shards reused).", split,
+                         len(published.shards))
+            return _published_summary(split, published)
+    progress = _Progress()
     summary = SplitSummary(split=split)
-    source = dict(source)
-    with writer_lib.SplitWriter(
+    with resume.ResumableSplitWriter(
             data_dir, split, domain=domain, image_shape=image_shape,
             image_dtype=image_dtype, label_fields=label_fields,
             shard_bytes=int(options.shard_bytes), compression=options.compression,
-            source=source, pixel_range=pixel_range) as split_writer:
+            source=dict(source, fingerprint=digest), pixel_range=pixel_range,
+            fingerprint=components, resume=options.resume,
+            state=progress.state) as split_writer:
+        first = progress.restore(split_writer.resume_state)
+        summary.reused_shards = split_writer.reused_shards
+        if options.resume:
+            logging.info("Split %r: %d shards (%d records) reused, continuing at item %d "
+                         "of %d.", split, split_writer.reused_shards, split_writer.count,
+                         first[0], len(items))
         chunk_size = options.chunk_size or chunk_size
         # No more workers than chunks: tiny inputs run without starting a pool.
-        workers = min(options.num_workers, -(-len(items) // chunk_size))
-        results = ordered_map(process, items, workers=workers, chunk_size=chunk_size)
+        workers = min(options.num_workers, -(-(len(items) - first[0]) // chunk_size))
+        results = ordered_map(process, (items[i] for i in range(first[0], len(items))),
+                              workers=workers, chunk_size=chunk_size)
         with contextlib.closing(results), tqdm(
-                total=len(items), desc=split, unit=unit, disable=not options.progress,
-                dynamic_ncols=True) as bar:
-            for item_results in results:
-                bar.update(1)
-                for result in item_results:
-                    if isinstance(result, Sample):
-                        result = _check_sample(
-                            result, image_shape, image_dtype, label_fields) or result
-                    if isinstance(result, Skip):
-                        if options.strict:
-                            raise ConversionError(
-                                f"Split {split!r}: {result.message()}. Stopped by "
-                                "--strict; without it the sample is skipped and counted.")
-                        skips.add(result)
-                        continue
-                    notes.update(result.notes)
-                    split_writer.write(schema.encode_example(
-                        result.image, key=result.key, domain=domain,
-                        labels=result.labels))
-                    if options.limit and split_writer.count >= options.limit:
-                        summary.limited = True
-                        break
-                if summary.limited:
-                    break
-                bar.set_postfix(written=split_writer.count, skipped=skips.total,
-                                refresh=False)
+                total=len(items), initial=first[0], desc=split, unit=unit,
+                disable=not options.progress, dynamic_ncols=True) as bar:
+            summary.limited = bool(options.limit and split_writer.count >= options.limit)
+            summary.limited = summary.limited or _write_results(
+                results, first, split_writer, progress, bar, split=split, domain=domain,
+                image_shape=image_shape, image_dtype=image_dtype,
+                label_fields=label_fields, options=options)
         summary.written = split_writer.count
-        summary.skipped = dict(sorted(skips.counts.items()))
-        summary.examples = {k: list(skips.examples[k]) for k in summary.skipped}
-        summary.notes = dict(sorted(notes.items()))
+        summary.skipped = dict(sorted(progress.skips.counts.items()))
+        summary.examples = {k: list(progress.skips.examples[k]) for k in summary.skipped}
+        summary.notes = dict(sorted(progress.notes.items()))
         # SplitWriter stores `source` in dataset.json when the `with` block exits cleanly.
         split_writer.source.update(
-            written=summary.written, skipped=summary.skipped, notes=summary.notes,
+            written=summary.written, skipped=summary.skipped,
+            skip_examples=summary.examples, notes=summary.notes,
             stopped_at_limit=summary.limited)
     summary.shards = len(split_writer.shards)
     summary.seconds = time.monotonic() - start
     return summary
+
+
+def remove_split(data_dir: str, split: str) -> bool:
+    """Removes `split` from `dataset.json`, then its folder; False if it was not there.
+
+    `dataset.json` is rewritten atomically first, so an interruption leaves at worst an
+    unlisted folder (which `data_prep.check` reports), never a listed split without shards.
+    """
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(schema.dataset_info_path(data_dir)):
+        return False
+    info = schema.read_dataset_info(data_dir)
+    if split not in info.splits:
+        return False
+    del info.splits[split]
+    schema.write_json_atomic(schema.dataset_info_path(data_dir), info.to_json())
+    writer_lib.remove_folder(os.path.join(data_dir, split))
+    return True
+
+
+def remove_stale_held_out(data_dir: str, split: str = "real_test", *,
+                          command: str | None = None) -> bool:
+    """Removes a held-out `split` left by an earlier run that split `real/` differently.
+
+    Called by a converter that has just written `real/` and no `split`: the samples an
+    earlier run held out into `split` (by `real_test_fraction > 0` in its `source`, or,
+    if `command` is given, any `split` written by that command, e.g. MPIIGaze's test
+    participants) are now in `real/` too, so keeping `split` would test on training
+    data. A `split` written from its own input by another command is kept.
+
+    Returns:
+      True if `split` was removed.
+    """
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(schema.dataset_info_path(data_dir)):
+        return False
+    info = schema.read_dataset_info(data_dir).splits.get(split)
+    if info is None:
+        return False
+    fraction = (info.source.get("options") or {}).get("real_test_fraction")
+    stale = bool(fraction) or (command is not None and info.source.get("command") == command)
+    return stale and remove_split(data_dir, split)
 
 
 def check_input_dir(path: str, what: str) -> str:
@@ -444,7 +595,8 @@ def split_held_out(items: Sequence, fraction: float, key: Callable = str) -> tup
 
 
 def define_common_flags(flag_values=None) -> None:
-    """Defines `--shard_bytes`, `--compression`, `--workers`, `--strict` and `--limit`.
+    """Defines `--shard_bytes`, `--compression`, `--workers`, `--strict`, `--limit` and
+    `--resume`.
 
     Called from each converter's `__main__` block only, so importing several converters
     (as the tests do) defines no flag twice.
@@ -468,6 +620,11 @@ def define_common_flags(flag_values=None) -> None:
         "skipping and counting it.", flag_values=fv)
     flags.DEFINE_integer("limit", None, "Write at most this many records per split.",
                          lower_bound=1, flag_values=fv)
+    flags.DEFINE_boolean(
+        "resume", False,
+        "Continue an interrupted conversion: keep its finished shards (checked by "
+        "sha256) and finished splits, write the rest. Refused if the options or inputs "
+        "differ. Without it a conversion starts over.", flag_values=fv)
 
 
 def define_real_test_fraction_flag(flag_values=None) -> None:
@@ -487,14 +644,15 @@ def options_from_flags(flag_values=None) -> ConvertOptions:
 
     fv = flags.FLAGS if flag_values is None else flag_values
     return ConvertOptions(shard_bytes=fv.shard_bytes, compression=fv.compression,
-                          workers=fv.workers, strict=fv.strict, limit=fv.limit)
+                          workers=fv.workers, strict=fv.strict, limit=fv.limit,
+                          resume=fv.resume)
 
 
 def run_main(convert: Callable[[], Summary]) -> int:
     """Runs `convert()` for a `main`: prints the summary, or the error; the exit code."""
     try:
         summary = convert()
-    except (ConversionError, FileNotFoundError, ValueError) as e:
+    except (ConversionError, FileNotFoundError, ValueError) as e:  # ResumeError too.
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(summary.format())

@@ -512,6 +512,9 @@ def convert(output_dir: str, *, size, synthetic_dir: str | None = None,
             image_shape=settings.shape, image_dtype=settings.dtype,
             label_fields=split_table.fields if split_table else {}, options=options,
             source=source, chunk_size=32, unit="img")
+    if "real" in folders and "real_test" not in folders:
+        # An earlier run's real_test/ held out of real_dir would overlap the new real/.
+        common.remove_stale_held_out(output_dir)
     return summary
 
 

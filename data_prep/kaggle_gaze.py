@@ -245,7 +245,11 @@ def convert(output_dir: str, *, synthetic_h5: str | None = None,
                 items=_Items(h5file, path, names, labelled), process=_process,
                 data_dir=output_dir, split=split, domain=domain, image_shape=IMAGE_SHAPE,
                 image_dtype="uint8", label_fields=LABEL_FIELDS if labelled else {},
-                options=options, source=source, chunk_size=256, unit="img")
+                options=options, source=source, chunk_size=256, unit="img",
+                inputs={"file": path, "names": list(names)})
+        if "real" in files and not fraction:
+            # An earlier run's real_test/ held out of real_h5 would overlap real/.
+            common.remove_stale_held_out(output_dir)
     finally:
         for _, h5file, _ in files.values():
             h5file.close()

@@ -383,6 +383,8 @@ def convert(input_dir: str, output_dir: str, *,
             domain="real", image_shape=(height, width, 1), image_dtype="uint8",
             label_fields=LABEL_FIELDS, options=options, source=source, chunk_size=1,
             unit="day")
+    if not test:  # real/ now holds the participants an earlier run held out.
+        common.remove_stale_held_out(output_dir, command="data_prep.mpiigaze")
     return summary
 
 

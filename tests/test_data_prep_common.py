@@ -201,10 +201,12 @@ def test_interrupted_write_keeps_previous_split(tmp_path, monkeypatch):
     assert (data / "dataset.json").read_bytes() == before_json
     assert os.listdir(data / "real") == ["real-00000.tfrecord"]
     assert (data / "real" / "real-00000.tfrecord").read_bytes() == before_shard
-    assert sorted(os.listdir(data)) == ["dataset.json", "real"]
-    # A rerun starts clean.
+    # The finished shards wait in .partial-real/ for --resume (data_prep.resume) ...
+    assert sorted(os.listdir(data)) == [".partial-real", "dataset.json", "real"]
+    # ... and a rerun without it starts clean, removing them.
     monkeypatch.undo()
     assert _write(tmp_path, list(range(20))).written == 17
+    assert sorted(os.listdir(data)) == ["dataset.json", "real"]
 
 
 def test_worker_error_is_not_a_skip(tmp_path):

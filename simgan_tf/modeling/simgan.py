@@ -153,7 +153,7 @@ class SimGAN(keras.Model):
                 adversarial_loss + regularization, self._global_batch_size(synthetic))
             scaled = self.refiner_optimizer.scale_loss(loss)  # mixed precision on GPU
         gradients = tape.gradient(scaled, variables)
-        self.refiner_optimizer.apply_gradients(zip(gradients, variables))
+        apply_gradients(self.refiner_optimizer, gradients, variables)
         if adversarial:
             self.trackers["refiner_adv_loss"].update_state(adversarial_loss)
         self.trackers["refiner_reg_loss"].update_state(regularization)
@@ -178,7 +178,7 @@ class SimGAN(keras.Model):
             loss = losses.average_over_global_batch(per_example, self._global_batch_size(real))
             scaled = self.discriminator_optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
-        self.discriminator_optimizer.apply_gradients(zip(gradients, variables))
+        apply_gradients(self.discriminator_optimizer, gradients, variables)
         self.history_buffer.update(refined[: tf.shape(refined)[0] // 2], write_seed)
         self.trackers["disc_loss"].update_state(per_example)
         self.trackers["disc_acc_real"].update_state(
@@ -230,6 +230,38 @@ class SimGAN(keras.Model):
         """Resets the running means (all, or the named ones)."""
         for name in names or self.trackers:
             self.trackers[name].reset_state()
+
+
+def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables) -> None:
+    """`optimizer.apply_gradients` of the gradients of `optimizer.scale_loss(loss)`.
+
+    Runs on each replica. A plain optimizer's `scale_loss` is the identity. A
+    `keras.optimizers.LossScaleOptimizer` (float16) divides the gradients by its loss
+    scale, or, if any is not finite, skips the update and halves the scale. Keras decides
+    that from the first replica's gradients alone, before the inner optimizer sums them
+    across replicas (Keras 3.15, `LossScaleOptimizer._tf_apply`): an overflow on another
+    replica would reach the weights. So with several replicas the gradients are made
+    non-finite on every replica when they are on any (`agree_on_overflow`).
+    """
+    if (isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            and tf.distribute.get_replica_context().num_replicas_in_sync > 1):
+        gradients = agree_on_overflow(gradients)
+    optimizer.apply_gradients(zip(gradients, variables))
+
+
+def agree_on_overflow(gradients: list) -> list:
+    """The gradients, or NaN in all of them if any replica's are not all finite.
+
+    Runs on each replica: one `all_reduce` (SUM) of a flag per replica.
+    """
+    context = tf.distribute.get_replica_context()
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
+                            for g in gradients if g is not None])
+    overflows = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                   1.0 - tf.cast(finite, tf.float32))
+    return [None if g is None else
+            tf.where(overflows > 0, tf.constant(float("nan"), g.dtype), g)
+            for g in gradients]
 
 
 def _is_distributed(data) -> bool:

@@ -142,13 +142,17 @@ def make_optimizer(config: config_lib.OptimizerConfig, learning_rate=None):
                      f"Received: name={config.name!r}")
 
 
-def build_simgan(config: config_lib.SimGANConfig, loss_scale: bool = False) -> SimGAN:
+def build_simgan(config: config_lib.SimGANConfig, loss_scale: bool = False, *,
+                 loss_scale_growth_steps: int = 2000) -> SimGAN:
     """Builds and compiles the SimGAN model. Call inside the strategy scope.
 
     Args:
       config: the run's config.
       loss_scale: wrap both optimizers in `keras.optimizers.LossScaleOptimizer` (float16
-        mixed precision).
+        mixed precision): dynamic loss scale from 2**15, halved on a step whose
+        gradients overflow (the step is skipped), doubled after
+        `loss_scale_growth_steps` finite steps in a row.
+      loss_scale_growth_steps: Keras' `dynamic_growth_steps` (its default, 2000).
     """
     t = config.train
     shape = config.image_shape
@@ -167,8 +171,13 @@ def build_simgan(config: config_lib.SimGANConfig, loss_scale: bool = False) -> S
     refiner_optimizer = make_optimizer(config.refiner_optimizer, refiner_rate)
     discriminator_optimizer = make_optimizer(config.discriminator_optimizer)
     if loss_scale:
-        refiner_optimizer = keras.optimizers.LossScaleOptimizer(refiner_optimizer)
-        discriminator_optimizer = keras.optimizers.LossScaleOptimizer(discriminator_optimizer)
+        if int(loss_scale_growth_steps) < 1:
+            raise ValueError("Expected loss_scale_growth_steps >= 1. Received: "
+                             f"loss_scale_growth_steps={loss_scale_growth_steps}")
+        refiner_optimizer, discriminator_optimizer = (
+            keras.optimizers.LossScaleOptimizer(
+                optimizer, dynamic_growth_steps=int(loss_scale_growth_steps))
+            for optimizer in (refiner_optimizer, discriminator_optimizer))
     model.compile(refiner_optimizer=refiner_optimizer,
                   discriminator_optimizer=discriminator_optimizer)
     model(tf.zeros([1, *shape]))  # builds the wrapper model
