@@ -6,10 +6,13 @@ filters and 1 ResNet block, batch 8, `--deterministic`) for `--updates` updates 
 each `train.py` in a subprocess:
 
   1. the reference: one uninterrupted run;
-  2. the soaked run: started, SIGKILLed at a random moment (seeded by `--seed`) after it
-     wrote a checkpoint beyond the previous kill, started again with the same command
-     (which takes over the lock the killed process left and resumes from the latest
-     intact checkpoint), `--kills` times, then left to finish.
+  2. the soaked run: started, SIGKILLed at a random moment, started again with the same
+     command (which takes over the lock the killed process left and resumes from the
+     latest intact checkpoint), `--kills` times, then left to finish. The kill moments
+     are seeded (`--seed`): `--kills` distinct target steps drawn uniformly over the run,
+     and for each a random delay of up to `--max_delay` seconds after the run's latest
+     checkpoint reached the target (so every restart makes progress, and kills land
+     during updates, saves and start-up alike).
 
 It then compares every tensor of both final checkpoints (all but `save_counter`, which
 counts one process's saves) and prints what it did and the result. Under
@@ -87,10 +90,14 @@ def schedule(updates: int) -> dict:
                 total=pretrain_refiner + pretrain_discriminator + 3 * steps)
 
 
+def checkpoint_every(updates: int) -> int:
+    return max(5, schedule(updates)["total"] // 25)
+
+
 def command(model_dir: str, cache_dir: str, updates: int, seed: int) -> list[str]:
     """The `train.py` command of both runs."""
     s = schedule(updates)
-    every = max(5, s["total"] // 25)
+    every = checkpoint_every(updates)
     return [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=gaze",
             f"--model_dir={model_dir}", f"--cache_dir={cache_dir}", "--batch_size=8",
             f"--steps={s['steps']}", f"--pretrain_refiner_steps={s['pretrain_refiner_steps']}",
@@ -121,18 +128,25 @@ def run_to_end(cmd: list[str], log_path: str) -> None:
         raise RuntimeError(f"{' '.join(cmd)} exited with {code}; see {log_path}")
 
 
-def kill_once(cmd: list[str], model_dir: str, log_path: str, rng: random.Random,
-              max_delay: float) -> int | None:
-    """Starts the run, SIGKILLs it after a new checkpoint and a random delay.
+def kill_targets(rng: random.Random, total: int, every: int, kills: int) -> list[int]:
+    """`kills` distinct checkpoint steps spread over the run (each a multiple of `every`,
+    the last ones left out so that the run cannot finish before its kill)."""
+    steps = list(range(every, total - 2 * every, every))
+    return sorted(rng.sample(steps, min(kills, len(steps))))
+
+
+def kill_once(cmd: list[str], model_dir: str, log_path: str, target: int, delay: float
+              ) -> int | None:
+    """Starts the run, SIGKILLs it `delay` s after its latest checkpoint reached `target`
+    (or went past the one on disk at the start, whichever is later).
 
     Returns:
       The latest checkpoint step at the kill, `None` if the run finished first.
     """
-    before = latest_step(model_dir)
-    delay = rng.uniform(0.0, max_delay)
+    target = max(target, latest_step(model_dir) + 1)
     with open(log_path, "a") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT, env=_env())
-    while latest_step(model_dir) <= before and process.poll() is None:
+    while latest_step(model_dir) < target and process.poll() is None:
         time.sleep(0.02)
     time.sleep(delay)
     if process.poll() is not None:
@@ -173,8 +187,8 @@ def soak(work_dir: str, *, updates: int, kills: int, seed: int,
     run_to_end(command(reference, cache_dir, updates, seed), log_path)
     rng, killed_at, missed = random.Random(seed), [], 0
     soaked_cmd = command(soaked, cache_dir, updates, seed)
-    for _ in range(kills):
-        step = kill_once(soaked_cmd, soaked, log_path, rng, max_delay)
+    for target in kill_targets(rng, total, checkpoint_every(updates), kills):
+        step = kill_once(soaked_cmd, soaked, log_path, target, rng.uniform(0.0, max_delay))
         if step is None:
             missed += 1
             break

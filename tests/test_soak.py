@@ -5,8 +5,8 @@ from bench import soak
 
 
 def test_short_soak_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
-    result = soak.soak(str(tmp_path), updates=60, kills=2, seed=3, max_delay=1.0)
-    print(soak.report(result, 60, 2, 3))
+    result = soak.soak(str(tmp_path), updates=40, kills=2, seed=3, max_delay=1.0)
+    print(soak.report(result, 40, 2, 3))
     assert result.missed == 0 and len(result.killed_at) == 2, result
     assert result.killed_at == sorted(result.killed_at) and result.killed_at[-1] < result.total
     # Both restarts took over the killed process's lock and resumed, each from a step at
