@@ -124,7 +124,7 @@ def test_resume_continues_from_the_latest_checkpoint(shifted_data_dir, tmp_path)
 
     # A different network for the same model_dir is refused.
     other = config_lib.override(tiny_config(shifted_data_dir), {"refiner.filters": 16})
-    with pytest.raises(ValueError, match="different refiner config"):
+    with pytest.raises(ValueError, match="refiner.filters: saved 8, received 16"):
         train_lib.train(other, model_dir, verbose=0)
 
 

@@ -7,6 +7,7 @@ flags and every `--config=PATH=VALUE` applied, builds the distribution strategy,
 
 import os
 import shlex
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -16,7 +17,11 @@ from simgan_tf import cli
 from simgan_tf import config as config_lib
 
 FLAGS = flags.FLAGS
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: the job did not finish; rerun to resume
+# A run stopped by a signal after saving a checkpoint exits with 128 + the signal number,
+# as a shell reports a process that signal ended: 143 for SIGTERM (preemption), 130 for
+# SIGINT (Ctrl-C). The job did not finish; run the same command again to resume.
+PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 
 flags.DEFINE_string("dataset", None, f"Preset: one of {config_lib.preset_names()}. "
                     "Default: chosen by --data_dir's image shape (35x55x1 gaze, 224x224x1 "
@@ -110,14 +115,17 @@ def main(argv):
     try:
         result = train_lib.train(config, model_dir, strategy=strategy,
                                  cache_dir=FLAGS.cache_dir)
-    except (FileNotFoundError, ValueError, FloatingPointError) as e:
-        # Bad data, bad settings, non-finite losses: the message says what and where.
+    except (FileNotFoundError, ValueError, FloatingPointError, train_lib.RunWriteError,
+            train_lib.RunLockedError) as e:
+        # Bad data, bad settings or a refused resume, non-finite losses, a failed write, a
+        # folder in use: the message says what and where.
         logging.error("%s: %s", type(e).__name__, e)
         sys.exit(1)
     if result.preempted:
-        logging.warning("Stopped by SIGTERM at step %d after saving a checkpoint.",
-                        result.step)
-        sys.exit(PREEMPTED_EXIT_CODE)
+        stop = signal.Signals(result.stop_signal or signal.SIGTERM)
+        logging.warning("Stopped by %s at step %d after saving a checkpoint; run the same "
+                        "command again to resume.", stop.name, result.step)
+        sys.exit(128 + stop)
     logging.info("Done at step %d. TensorBoard: tensorboard --logdir %s/logs", result.step,
                  model_dir)
     if result.export_path:

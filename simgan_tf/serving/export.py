@@ -25,8 +25,9 @@ returns them base64-encoded as `{"b64": "..."}`.
 The model card (`assets/model_card.json`, and a readable `assets/model_card.md`) records
 the config, training steps, data, pixel convention and, when given, evaluation figures.
 
-The export is written to a temporary folder and renamed into place when complete. Files
-go through `tf.io.gfile`: the export folder may be local, `gs://` or `ram://`.
+The export is written to a temporary folder and renamed into place when complete; a
+write that fails (no space, no permission) raises `RunWriteError` naming the export
+folder. Files go through `tf.io.gfile`: the export folder may be local, `gs://` or `ram://`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import tensorflow as tf
 
 from simgan_tf.data import reader, schema
 from simgan_tf.data.writer import remove_folder, rename_folder
+from simgan_tf.training.write_errors import writing
 
 SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "images"
@@ -272,6 +274,9 @@ def export_refiner(refiner: keras.Model, export_base: str, version: int,
 
     Returns:
       The path of the SavedModel folder.
+
+    Raises:
+      RunWriteError: if the export cannot be written, naming its folder.
     """
     if int(version) < 0:
         raise ValueError(f"Expected a version >= 0. Received: {version}")
@@ -280,18 +285,20 @@ def export_refiner(refiner: keras.Model, export_base: str, version: int,
     card = make_model_card(step=version, image_shape=image_shape, image_dtype=image_dtype,
                            pixel_range=pixel_range, config=config, data_info=data_info,
                            data_dir=data_dir, evaluation=evaluation)
-    tf.io.gfile.makedirs(export_base)
     final = os.path.join(export_base, str(int(version)))
     tmp = os.path.join(export_base, f".tmp-{int(version)}")
-    remove_folder(tmp)
-    with tempfile.TemporaryDirectory() as card_dir:  # local: the assets' source files
-        write_model_card(card, card_dir)
-        module = RefinerModule(refiner, image_shape, image_dtype, pixel_range,
-                               model_card_dir=card_dir)
-        tf.saved_model.save(module, tmp, signatures={
-            SIGNATURE_KEY: module.serve, BYTES_SIGNATURE_KEY: module.serve_bytes})
-    remove_folder(final)
-    rename_folder(tmp, final)
+    with writing(final, "Checkpoints are not affected; an older export of this version, "
+                 "if any, is kept unless the failure came while replacing it."):
+        tf.io.gfile.makedirs(export_base)
+        remove_folder(tmp)
+        with tempfile.TemporaryDirectory() as card_dir:  # local: the assets' source files
+            write_model_card(card, card_dir)
+            module = RefinerModule(refiner, image_shape, image_dtype, pixel_range,
+                                   model_card_dir=card_dir)
+            tf.saved_model.save(module, tmp, signatures={
+                SIGNATURE_KEY: module.serve, BYTES_SIGNATURE_KEY: module.serve_bytes})
+        remove_folder(final)
+        rename_folder(tmp, final)
     return final
 
 

@@ -10,6 +10,9 @@ and read the model's step counter, so a resumed run continues its curves where t
 interrupted one stopped. Checkpoints are not a callback: `checkpointing.CheckpointPolicy`
 decides when they are written, and the training loop (`loop.run`) reports each update
 to it after the callbacks ran.
+
+A summary that cannot be written (no space, no permission) raises `RunWriteError` naming
+the event folder, and the run stops (its latest checkpoint is kept).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from simgan_tf.modeling.losses import REAL
 from simgan_tf.modeling.simgan import PHASE_METRICS, SKIPPED_KEY
+from simgan_tf.training.write_errors import writing
 
 SCALAR_TAGS = {
     "refiner_adv_loss": "refiner/adversarial_loss",
@@ -173,12 +177,13 @@ class SummaryCallback(keras.callbacks.Callback):
         self._updated = set()
 
     def on_train_begin(self, logs=None):
-        self._writer = tf.summary.create_file_writer(f"{self.log_dir}/train")
-        with self._writer.as_default(step=self.model.step):
-            tf.summary.image(REAL_IMAGES_TAG, image_row_grid(self.real_samples),
-                             description="Real images the discriminator sees.")
-            if self.hparams:
-                hparams_api.hparams(self.hparams)
+        with writing(f"{self.log_dir}/train"):
+            self._writer = tf.summary.create_file_writer(f"{self.log_dir}/train")
+            with self._writer.as_default(step=self.model.step):
+                tf.summary.image(REAL_IMAGES_TAG, image_row_grid(self.real_samples),
+                                 description="Real images the discriminator sees.")
+                if self.hparams:
+                    hparams_api.hparams(self.hparams)
         self._write_images(self.model.step)
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -198,26 +203,29 @@ class SummaryCallback(keras.callbacks.Callback):
             self._write_images(step)
         if self._updated:
             self._write_scalars(step, {n: t.result() for n, t in self.model.trackers.items()})
-        self._writer.flush()
+        with writing(f"{self.log_dir}/train"):
+            self._writer.flush()
 
     def _write_scalars(self, step, logs):
         schedule = self.model.schedule
-        with self._writer.as_default(step=step):
-            for name in sorted(self._updated):
-                if name in logs:
-                    tf.summary.scalar(SCALAR_TAGS[name], float(logs[name]))
+        values = {SCALAR_TAGS[name]: float(logs[name]) for name in sorted(self._updated)
+                  if name in logs}
+        with writing(f"{self.log_dir}/train"), self._writer.as_default(step=step):
+            for tag, value in values.items():
+                tf.summary.scalar(tag, value)
             tf.summary.scalar(PHASE_TAG, int(schedule.phase(max(step - 1, 0))),
                               description="0 pretrain R, 1 pretrain D, 2 R update, 3 D update")
             tf.summary.scalar(ITERATION_TAG, schedule.iteration(step))
+            self._writer.flush()
         self.model.reset_trackers(self._updated)
         self._updated = set()
-        self._writer.flush()
 
     def _write_images(self, step):
         refined = self.model.refiner(self.synthetic_samples, training=False)
         refined = keras.ops.convert_to_numpy(refined)
         max_difference = float(np.abs(refined - self.synthetic_samples).max())
-        with self._writer.as_default(step=step):
+        probability = real_probability_map(self.model.discriminator, refined)
+        with writing(f"{self.log_dir}/train"), self._writer.as_default(step=step):
             tf.summary.image(
                 REFINED_IMAGES_TAG, comparison_grid(self.synthetic_samples, refined),
                 description=("Rows: synthetic | refined | |refined - synthetic| scaled to "
@@ -226,7 +234,6 @@ class SummaryCallback(keras.callbacks.Callback):
                 DIFFERENCE_HISTOGRAM_TAG, refined - self.synthetic_samples,
                 description="Refined minus synthetic pixel values ([-1, 1] units) of the "
                             "fixed sample batch.")
-            probability = real_probability_map(self.model.discriminator, refined)
             tf.summary.image(
                 PROBABILITY_IMAGES_TAG, probability_grid(refined, probability),
                 description=("Rows: refined | the discriminator's softmax probability that "
@@ -289,7 +296,8 @@ class SkippedRecordsSummary(keras.callbacks.Callback):
         self._last = None
 
     def on_train_begin(self, logs=None):
-        self._writer = tf.summary.create_file_writer(f"{self.log_dir}/train")
+        with writing(f"{self.log_dir}/train"):
+            self._writer = tf.summary.create_file_writer(f"{self.log_dir}/train")
 
     def on_train_batch_end(self, batch, logs=None):
         if logs and SKIPPED_KEY in logs:
@@ -303,11 +311,12 @@ class SkippedRecordsSummary(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._write()
-        self._writer.flush()
+        with writing(f"{self.log_dir}/train"):
+            self._writer.flush()
 
     def _write(self):
         if self._last is None:
             return
-        with self._writer.as_default(step=self.model.step):
+        with writing(f"{self.log_dir}/train"), self._writer.as_default(step=self.model.step):
             tf.summary.scalar(SKIPPED_RECORDS_TAG, self._last,
                               description="Bad input records skipped so far.")

@@ -11,7 +11,9 @@ Writing: TensorFlow writes a checkpoint's shards into `<prefix>_temp/`, merges t
 `<prefix>.data-*` and writes `<prefix>.index` last through a temporary file and a rename;
 the `checkpoint` state file naming the latest one is replaced atomically afterwards. A run
 killed while saving therefore leaves the previous checkpoint as the latest. Before
-writing, the weights are checked to be finite: a checkpoint never holds NaN or Inf.
+writing, the weights are checked to be finite: a checkpoint never holds NaN or Inf. A
+save that fails (no space, no permission) raises `RunWriteError` naming the checkpoint,
+and the previous checkpoint is still the latest.
 
 Reading: `restore_latest` tries the checkpoints newest first. Each candidate is verified
 by reading every tensor (TensorFlow checks each tensor's CRC32C), and only then restored;
@@ -39,6 +41,8 @@ import re
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from simgan_tf.training.write_errors import writing
 
 _CHECKPOINT_NAME = "ckpt"
 _NUMBER = re.compile(r"ckpt-(\d+)\.index$")
@@ -68,6 +72,19 @@ def _remove_tree(path: str) -> None:
 def checkpoint_number(path: str) -> int:
     """The step number of a checkpoint prefix `.../ckpt-<step>`."""
     return int(path.rsplit("-", 1)[1])
+
+
+def latest_step(directory: str) -> int:
+    """The highest step of a checkpoint index file in `directory` (0 if there is none).
+
+    Reads file names only (nothing is restored): a resumed run's config is checked
+    against it before anything else happens.
+    """
+    try:
+        indexes = tf.io.gfile.glob(os.path.join(directory, f"{_CHECKPOINT_NAME}-*.index"))
+    except tf.errors.NotFoundError:
+        return 0
+    return max((int(m.group(1)) for m in map(_NUMBER.search, indexes) if m), default=0)
 
 
 def verify(prefix: str) -> None:
@@ -174,12 +191,19 @@ class RunCheckpoint:
 
         Raises:
           NonFiniteWeightsError: if a weight is NaN or infinite (nothing is written).
+          RunWriteError: if the checkpoint cannot be written (no space, no permission);
+            the previous checkpoint stays the latest (the `checkpoint` state file is
+            replaced only after the new checkpoint is complete).
         """
         if self.finite_check and not bool(_all_finite(self.finite_check)):
             raise NonFiniteWeightsError(
                 f"Refusing to write checkpoint {checkpoint_number}: the weights hold NaN or "
                 f"Inf. The latest good checkpoint in {self.directory} is kept.")
-        path = self._manager.save(checkpoint_number=checkpoint_number)
+        target = os.path.join(self.write_directory, f"{_CHECKPOINT_NAME}-{checkpoint_number}")
+        note = (f"The latest checkpoint is still {self._manager.latest_checkpoint}."
+                if self._manager.latest_checkpoint else "No checkpoint was written before.")
+        with writing(target, note):
+            path = self._manager.save(checkpoint_number=checkpoint_number)
         if not self.is_writer:
             _remove_tree(self.write_directory)
             self._manager = self._new_manager()

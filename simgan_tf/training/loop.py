@@ -9,7 +9,8 @@ update it:
 2. raises `NonFiniteLossError` on a NaN or infinite loss, before anything is written;
 3. calls the callbacks, then tells the `checkpointing.CheckpointPolicy` about the update
    (the policy alone decides whether to write a checkpoint);
-4. stops early, after a checkpoint, if any worker received SIGTERM.
+4. stops early, after a checkpoint, if any worker received SIGTERM or SIGINT (Ctrl-C;
+   a second Ctrl-C raises `KeyboardInterrupt` at once).
 
 The loop knows nothing about data folders: a TensorFlow error of a step is handed to the
 caller's `on_input_error` hook (`validation.raise_for_input_error`, bound to the data),
@@ -41,36 +42,60 @@ class LoopResult:
 
     Attributes:
       history: the `keras.callbacks.History` of the run.
-      preempted: True if a stop request (SIGTERM) ended it early, after a checkpoint.
+      preempted: True if a stop request (SIGTERM or SIGINT) ended it early, after a
+        checkpoint.
       logs: the last update's logs (metric name -> float).
+      stop_signal: the signal number that stopped it (`None` if none did, or if it came
+        to another worker).
     """
     history: keras.callbacks.History | None
     preempted: bool
     logs: dict
+    stop_signal: int | None = None
 
 
 class Preemption:
-    """Records SIGTERM (a preemption notice) while active; the loop checks it each step.
+    """Records SIGTERM (a preemption notice) and SIGINT (Ctrl-C) while active.
 
-    Only the main thread can install a signal handler; elsewhere SIGTERM is left alone.
+    The first of either makes the loop save a checkpoint after the current step and stop;
+    a second SIGINT raises `KeyboardInterrupt` at once (nothing more is saved; the latest
+    checkpoint is kept). Only the main thread can install signal handlers; elsewhere both
+    signals are left alone.
+
+    Attributes:
+      received: whether a stop was requested.
+      signal_number: the signal that requested it (`signal.SIGTERM` or `signal.SIGINT`).
     """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.received = False
-        self._previous = None
+        self.signal_number = None
+        self._previous = {}
 
     def _handler(self, signum, frame):
-        logging.warning("Received SIGTERM: saving a checkpoint after this step and stopping.")
-        self.received = True
+        name = signal.Signals(signum).name
+        if self.received and signum == signal.SIGINT:
+            logging.warning("Received a second SIGINT: stopping now without saving.")
+            raise KeyboardInterrupt
+        if self.received:
+            return
+        logging.warning("Received %s: saving a checkpoint after this step and stopping%s.",
+                        name, " (press Ctrl-C again to stop at once)"
+                        if signum == signal.SIGINT else "")
+        self.received, self.signal_number = True, signum
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handler)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 def fast_forward(iterator, batches: int) -> None:
@@ -166,4 +191,5 @@ def run(model, iterator, steps: int, callbacks, *,
             checkpoints.at_end(model.step)
     history = next((c for c in callback_list.callbacks
                     if isinstance(c, keras.callbacks.History)), None)
-    return LoopResult(history=history, preempted=preempted, logs=logs)
+    return LoopResult(history=history, preempted=preempted, logs=logs,
+                      stop_signal=preemption.signal_number if preempted else None)

@@ -4,7 +4,9 @@
 
 1. `set_up_runtime`: checks the batch splits over the replicas, op determinism, seeds.
 2. `prepare_data`: resolves the data folder (or the simulator's cached data) and
-   validates it (`validation.validate_split`); `write_config` writes `config.json`.
+   validates it (`validation.validate_split`). The chief takes the folder's run lock
+   (`run_lock.RunLock`); `run_config.write_config` refuses a resume that would change
+   what the run's updates mean, then writes `config.json`.
 3. `build_input`: the training dataset and the iterator this module owns, and whether
    its position is saved in the checkpoints.
 4. `build_model`: the `SimGAN` model, in the strategy scope, under the precision policy.
@@ -16,7 +18,9 @@
 
 Outputs in `model_dir` (any `tf.io.gfile` path; written by the chief alone under
 multi-worker training):
-  config.json                    the resolved config (data folder filled in)
+  config.json                    the resolved config (data folder filled in) and the
+                                 `changes` a resume made (see `run_config`)
+  run.lock                       held by the running process (see `run_lock`)
   checkpoints/ckpt-<step>        tf.train checkpoints (model, optimizers, buffer, step,
                                  input iterator; see `checkpointing`)
   logs/train/                    TensorBoard event files
@@ -32,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import os
 from typing import Callable
 
@@ -50,10 +53,13 @@ from simgan_tf.modeling.refiner import build_refiner
 from simgan_tf.modeling.schedule import Schedule
 from simgan_tf.modeling.simgan import SimGAN
 from simgan_tf.serving import export
-from simgan_tf.training import callbacks, checkpointing, loop
+from simgan_tf.training import callbacks, checkpointing, loop, run_config, run_lock
 from simgan_tf.training.loop import NonFiniteLossError  # noqa: F401  raised by `train`
+from simgan_tf.training.run_lock import RunLockedError  # noqa: F401  raised by `train`
+from simgan_tf.training.write_errors import RunWriteError  # noqa: F401  raised by `train`
+from simgan_tf.training.write_errors import writing
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = run_config.CONFIG_FILE
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 EXPORT_DIR = os.path.join("export", "refiner")
@@ -70,8 +76,11 @@ class TrainResult:
       step: updates done.
       export_path: SavedModel folder, or `None` if export was off.
       history: the `keras.callbacks.History` of this call (`None` if nothing ran).
-      preempted: True if SIGTERM stopped the run early (after a final checkpoint).
+      preempted: True if SIGTERM or SIGINT stopped the run early (after a final
+        checkpoint).
       skipped_records: bad input records skipped (with `skip_bad_records`).
+      stop_signal: the signal number that stopped it early (`signal.SIGTERM`,
+        `signal.SIGINT`), `None` if none did or it reached another worker.
     """
     model: SimGAN
     config: config_lib.SimGANConfig
@@ -80,6 +89,7 @@ class TrainResult:
     history: object
     preempted: bool = False
     skipped_records: int = 0
+    stop_signal: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,32 +241,6 @@ def sample_images(data_dir: str, split: str, n: int,
     """The first `n` (good) images of a split, in file order: `[n, H, W, C]` in [-1, 1]."""
     return reader.load_arrays(data_dir, split, count=n, require_count=False,
                               skip_bad_records=skip_bad_records)["image"]
-
-
-def write_config(config: config_lib.SimGANConfig, model_dir: str, write: bool = True) -> str:
-    """Writes `config.json` (if `write`); refuses to resume a run whose networks differ.
-
-    Raises:
-      ValueError: if `model_dir` holds the config of other networks or other data.
-    """
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path, "r") as f:
-            previous = config_lib.SimGANConfig.from_json(json.load(f))
-        for field in ("refiner", "discriminator", "data"):
-            old, new = getattr(previous, field), getattr(config, field)
-            if field == "data":  # where the data comes from may change, not what it is
-                neutral = dict(data_dir=None, data_service=None, skip_bad_records=False)
-                old = dataclasses.replace(old, **neutral)
-                new = dataclasses.replace(new, **neutral)
-            if old != new:
-                raise ValueError(
-                    f"{path} was written for a different {field} config ({old}); this run "
-                    f"asks for {new}. Use another model_dir, or the same settings. "
-                    f"Received: model_dir={model_dir!r}")
-    if write:
-        schema.write_json_atomic(path, config.to_json())
-    return path
 
 
 @contextlib.contextmanager
@@ -463,9 +447,11 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
           verbose: int | str = "auto") -> TrainResult:
     """Trains (or resumes) a SimGAN run: the steps of the module docstring, in order.
 
-    Before any long work the data folder is validated. A NaN or infinite loss stops
-    training with `NonFiniteLossError` before anything is written. SIGTERM makes the run
-    save a checkpoint after the current step and return with `preempted=True`.
+    Before any long work the data folder is validated and, on resume, the config is
+    checked against `config.json` (`run_config`). A NaN or infinite loss stops training
+    with `NonFiniteLossError` before anything is written. SIGTERM or SIGINT (Ctrl-C) make
+    the run save a checkpoint after the current step and return with `preempted=True`; a
+    second SIGINT raises `KeyboardInterrupt` at once.
 
     Args:
       config: the run's config (validated here).
@@ -473,25 +459,43 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
         intact checkpoint.
       strategy: distribution strategy (default: the current one). Models, optimizers and
         the history buffer are created in its scope. Under `MultiWorkerMirroredStrategy`
-        only the chief writes summaries, checkpoints, the config and the export.
+        only the chief writes summaries, checkpoints, the config and the export, and
+        holds the run lock.
       cache_dir: parent folder of the simulator data cache.
       verbose: Keras progress bar mode (0 silent, 1 bar, 2 one line per epoch).
 
     Returns:
       A `TrainResult`.
+
+    Raises:
+      RunLockedError: another running process holds `model_dir`'s run lock.
+      ValueError: bad settings, or a resume that would change the run's meaning.
+      RunWriteError: a checkpoint, summary, `config.json` or export could not be written
+        (the previous checkpoint stays the latest).
     """
     config.validate()
     strategy = strategy or tf.distribute.get_strategy()
     set_up_runtime(config, strategy)
     folders = run_folders(model_dir, strategy)
     config, data = prepare_data(config, cache_dir)
-    tf.io.gfile.makedirs(model_dir)
-    write_config(config, model_dir, write=folders.chief)
+    with writing(model_dir):
+        tf.io.gfile.makedirs(model_dir)
+    lock = run_lock.RunLock(model_dir) if folders.chief else contextlib.nullcontext()
+    with lock:
+        run_config.write_config(config, model_dir, write=folders.chief,
+                                checkpoint_dir=os.path.join(model_dir, CHECKPOINT_DIR))
+        return _train_in(config, data, folders, strategy, verbose)
+
+
+def _train_in(config: config_lib.SimGANConfig, data: RunData, folders: RunFolders,
+              strategy: tf.distribute.Strategy, verbose: int | str) -> TrainResult:
+    """`train` once the folder is this run's and `config.json` is written."""
     run_input = build_input(config, data, strategy)
     model = build_model(config, strategy)
     checkpoints = restore_checkpoint(model, run_input, config, folders)
     t, remaining = config.train, model.schedule.total_steps - model.step
-    history, preempted, skipped = None, False, data.unreadable
+    history, stop_signal, skipped = None, None, data.unreadable
+    preempted = False
     if remaining > 0:
         logging.info(
             "Training %d updates (%d refiner pretraining, %d discriminator pretraining, "
@@ -503,13 +507,14 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
                           checkpoints=checkpoints, on_input_error=data.on_input_error,
                           any_worker=distribute.make_stop_agreement(strategy),
                           verbose=verbose)
-        history, preempted = result.history, result.preempted
+        history, preempted, stop_signal = result.history, result.preempted, result.stop_signal
         skipped = next((c.total for c in run_callbacks
                         if isinstance(c, callbacks.SkippedRecordsSummary)), skipped)
     else:
-        logging.info("Nothing to train: %s is at step %d of %d.", model_dir, model.step,
-                     model.schedule.total_steps)
+        logging.info("Nothing to train: %s is at step %d of %d.", folders.model_dir,
+                     model.step, model.schedule.total_steps)
     export_path = export_and_clean_up(model, config, data, folders,
                                       export_refiner=t.export and not preempted)
     return TrainResult(model=model, config=config, step=model.step, export_path=export_path,
-                       history=history, preempted=preempted, skipped_records=skipped)
+                       history=history, preempted=preempted, skipped_records=skipped,
+                       stop_signal=stop_signal)
