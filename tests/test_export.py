@@ -175,6 +175,8 @@ def test_model_card(refiner_export, tmp_path):
         "count": 10, "domain": "synthetic", "label_fields": {"label/gaze": 2},
         "source": {"generator": "test"}}}}
     assert card["pixels"]["pixel_range"] == [0, 255] and card["evaluation"] is None
+    import simgan_tf
+    assert card["software"]["simgan_tf"] == simgan_tf.__version__
     assert set(card["signatures"]) == {"serving_default", "serving_bytes"}
     markdown = open(os.path.join(path, "assets", "model_card.md")).read()
     assert "Training steps: 12" in markdown and "Not evaluated." in markdown

@@ -99,3 +99,51 @@ def test_the_pytorch_reference_trains_the_networks_of_the_gaze_preset():
                for alias in node.names} | {node.module.split(".")[0] for node in
                                           ast.walk(source) if isinstance(node, ast.ImportFrom)}
     assert "simgan_tf" not in imports and "tensorflow" not in imports
+
+
+# BUILD.md's table: which parts of simgan_tf each part may import.
+ALLOWED_IMPORTS = {
+    "config": set(), "runtime": set(), "write_errors": set(),
+    "distribute": {"config"},
+    "simulators": set(),
+    "data": {"simulators"},
+    "modeling": {"config"},
+    "serving": {"data", "write_errors"},
+    "evaluation": {"data"},
+    "training": {"config", "runtime", "distribute", "write_errors", "data", "modeling",
+                 "serving"},
+}
+
+
+def _imported_parts(path):
+    tree = ast.parse(_read(path))
+    parts = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "simgan_tf":
+                names = [f"simgan_tf.{alias.name}" for alias in node.names]
+            else:
+                names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        parts |= {name.split(".")[1] for name in names
+                  if name.startswith("simgan_tf.") and len(name.split(".")) > 1}
+    return parts
+
+
+def test_each_part_of_the_package_imports_only_what_build_md_allows():
+    package = os.path.join(ROOT, "simgan_tf")
+    wrong = []
+    for folder, _, files in os.walk(package):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, package).split(os.sep)
+            part = relative[0][:-3] if len(relative) == 1 else relative[0]
+            if part in ("__init__", "cli"):
+                continue  # the package root and the entry points may import anything
+            extra = _imported_parts(path) - ALLOWED_IMPORTS[part] - {part}
+            wrong += [f"simgan_tf/{'/'.join(relative)} imports simgan_tf.{p}" for p in extra]
+    assert not wrong, "\n".join(sorted(wrong))

@@ -146,3 +146,20 @@ def test_allowed_changes_are_warned_and_recorded_with_their_step(
     # The same settings again: nothing new is recorded.
     train_lib.train(base_config(shifted_data_dir, **again), model_dir, verbose=0)
     assert read_json(model_dir)["changes"] == saved["changes"]
+
+
+def test_config_json_records_the_release_and_a_resume_by_another_one(
+        trained_run, shifted_data_dir, tmp_path):
+    import simgan_tf
+
+    model_dir = copy_run(trained_run, tmp_path)
+    saved = read_json(model_dir)
+    assert saved[run_config.VERSION_KEY] == simgan_tf.__version__
+    saved[run_config.VERSION_KEY] = "0.0.1"  # as an older release wrote it
+    with open(os.path.join(model_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(saved, f)
+    train_lib.train(base_config(shifted_data_dir, **{"train.steps": 3}), model_dir, verbose=0)
+    resumed = read_json(model_dir)
+    assert resumed[run_config.VERSION_KEY] == simgan_tf.__version__
+    assert dict(step=TOTAL, field=run_config.VERSION_KEY, old="0.0.1",
+                new=simgan_tf.__version__) in resumed["changes"]

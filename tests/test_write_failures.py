@@ -17,7 +17,7 @@ import tensorflow as tf
 from simgan_tf import config as config_lib
 from simgan_tf.data import schema
 from simgan_tf.training import callbacks, run_lock, train_lib
-from simgan_tf.training.write_errors import RunWriteError
+from simgan_tf.write_errors import RunWriteError
 from test_train import tiny_config
 
 TOTAL = 2 + 1 + 2 * 3  # checkpoints at 4, 8 and 9

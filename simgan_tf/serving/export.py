@@ -40,9 +40,10 @@ import tempfile
 import keras
 import tensorflow as tf
 
+import simgan_tf
 from simgan_tf.data import reader, schema
 from simgan_tf.data.writer import remove_folder, rename_folder
-from simgan_tf.training.write_errors import writing
+from simgan_tf.write_errors import writing
 
 SIGNATURE_KEY = "serving_default"
 INPUT_KEY = "images"
@@ -187,7 +188,8 @@ def make_model_card(*, step: int, image_shape, image_dtype: str = "uint8",
         "config": config,
         "data": {"data_dir": data_dir, "splits": splits},
         "evaluation": evaluation,
-        "software": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "software": {"simgan_tf": simgan_tf.__version__, "tensorflow": tf.__version__,
+                     "keras": keras.__version__},
     }
     json.dumps(card)  # fails early, here, on values JSON cannot hold
     return card

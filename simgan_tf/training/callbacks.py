@@ -27,7 +27,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from simgan_tf.modeling.losses import REAL
 from simgan_tf.modeling.simgan import PHASE_METRICS, SKIPPED_KEY
-from simgan_tf.training.write_errors import writing
+from simgan_tf.write_errors import writing
 
 SCALAR_TAGS = {
     "refiner_adv_loss": "refiner/adversarial_loss",

@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf.training.write_errors import writing
+from simgan_tf.write_errors import writing
 
 _CHECKPOINT_NAME = "ckpt"
 _NUMBER = re.compile(r"ckpt-(\d+)\.index$")

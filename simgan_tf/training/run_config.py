@@ -36,13 +36,15 @@ import os
 import tensorflow as tf
 from absl import logging
 
+import simgan_tf
 from simgan_tf import config as config_lib
 from simgan_tf.data import schema
 from simgan_tf.training import checkpointing
-from simgan_tf.training.write_errors import writing
+from simgan_tf.write_errors import writing
 
 CONFIG_FILE = "config.json"
 CHANGES_KEY = "changes"
+VERSION_KEY = "simgan_tf_version"  # the release that last wrote config.json
 STEPS_FIELD = "train.steps"
 
 # Fields that decide what update N means; a resume must keep them.
@@ -152,9 +154,17 @@ def check_resume(saved: config_lib.SimGANConfig, config: config_lib.SimGANConfig
 
 def read_saved(path: str) -> tuple[config_lib.SimGANConfig, list[dict]]:
     """The config and the `changes` record of a `config.json`."""
+    config, changes, _ = _read_saved(path)
+    return config, changes
+
+
+def _read_saved(path: str) -> tuple[config_lib.SimGANConfig, list[dict], str | None]:
+    """The config, the `changes` record and the simgan-tf version of a `config.json`
+    (`None` for a file written before the version was recorded)."""
     with tf.io.gfile.GFile(path, "r") as f:
         data = json.load(f)
-    return config_lib.SimGANConfig.from_json(data), list(data.get(CHANGES_KEY, []))
+    return (config_lib.SimGANConfig.from_json(data), list(data.get(CHANGES_KEY, [])),
+            data.get(VERSION_KEY))
 
 
 def write_config(config: config_lib.SimGANConfig, model_dir: str, *, checkpoint_dir: str,
@@ -181,15 +191,18 @@ def write_config(config: config_lib.SimGANConfig, model_dir: str, *, checkpoint_
     path = os.path.join(model_dir, CONFIG_FILE)
     record = []
     if tf.io.gfile.exists(path):
-        saved, record = read_saved(path)
+        saved, record, version = _read_saved(path)
         step = checkpointing.latest_step(checkpoint_dir)
         changes = check_resume(saved, config, checkpoint_step=step, path=path)
+        if version != simgan_tf.__version__:  # resumed by another release: say so
+            changes.append({"step": step, "field": VERSION_KEY, "old": version,
+                            "new": simgan_tf.__version__})
         for change in changes:
             logging.warning("Resuming at step %d with %s changed: %r -> %r (recorded in %s).",
                             step, change["field"], change["old"], change["new"], path)
         record += changes
     if write:
-        data = config.to_json()
+        data = {**config.to_json(), VERSION_KEY: simgan_tf.__version__}
         if record:
             data[CHANGES_KEY] = record
         with writing(path):

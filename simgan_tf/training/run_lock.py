@@ -43,7 +43,7 @@ import uuid
 import tensorflow as tf
 from absl import logging
 
-from simgan_tf.training.write_errors import writing
+from simgan_tf.write_errors import writing
 
 LOCK_FILE = "run.lock"
 HEARTBEAT_SECONDS = 30.0

@@ -56,8 +56,8 @@ from simgan_tf.serving import export
 from simgan_tf.training import callbacks, checkpointing, loop, run_config, run_lock
 from simgan_tf.training.loop import NonFiniteLossError  # noqa: F401  raised by `train`
 from simgan_tf.training.run_lock import RunLockedError  # noqa: F401  raised by `train`
-from simgan_tf.training.write_errors import RunWriteError  # noqa: F401  raised by `train`
-from simgan_tf.training.write_errors import writing
+from simgan_tf.write_errors import RunWriteError  # noqa: F401  raised by `train`
+from simgan_tf.write_errors import writing
 
 CONFIG_FILE = run_config.CONFIG_FILE
 CHECKPOINT_DIR = "checkpoints"
