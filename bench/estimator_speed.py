@@ -31,7 +31,6 @@ Prints the medians and the spread (min-max) of the repeats.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import tempfile
