@@ -92,7 +92,8 @@ def main(argv):
           "training consumes img/s | ratio |")
     print("|---|---|---|---|---|")
     for batch, delivered, per_core, consumed, ratio in rows:
-        print(f"| {batch} | {delivered:.0f} | {per_core:.0f} | {consumed:.0f} | {ratio:.1f}x |")
+        trained = f"{consumed:.0f} | {ratio:.1f}x" if a.train else "- | -"
+        print(f"| {batch} | {delivered:.0f} | {per_core:.0f} | {trained} |")
 
 
 if __name__ == "__main__":
