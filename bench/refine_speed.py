@@ -17,7 +17,10 @@ FLOP/s against this machine's float32 matmul peak measured in the same run.
 Where the end-to-end seconds go: every run of `refine_split` is timed by stage (wall
 time around `RefinerClient` construction, reading and parsing records, decoding, the
 refiner call, mapping back to pixels, PNG encoding, writing, publishing the split), and
-the process's CPU time (`time.process_time`, all threads) is taken with it. Seconds of a
+the process's CPU time (`time.process_time`, all threads) is taken with it. `refiner
+share` is the refiner calls' share of the run's own wall time: unlike `kept` (two
+measurements some seconds apart), it does not move with the load of a shared machine
+between them. Seconds of a
 run that no stage accounts for are `other`; a run whose wall time exceeds its CPU time
 divided by the cores used lost time to other processes on the machine, not to us
 (`cpu/wall` column: about 2 when the refiner has both cores of a 2-core machine). Without `--saved_model` a freshly initialized gaze
@@ -193,9 +196,9 @@ def main(argv):
         refine(images).numpy()
         peak = matmul_peak(sys.executable, "tensorflow")
         rows = []
-        print("| run | refine.py img/s | alone img/s | kept | cpu/wall | "
+        print("| run | refine.py img/s | alone img/s | kept | refiner share | cpu/wall | "
               + " | ".join(STAGES) + " | other | gc (full collections) | longest read wait (item) |")
-        print("|---" * (8 + len(STAGES)) + "|")
+        print("|---" * (9 + len(STAGES)) + "|")
         for run in range(a.repeats):
             seconds, cpu, stages, longest = timed_refine_split(saved_model, data_dir,
                                                                a.batch_size)
@@ -210,6 +213,7 @@ def main(argv):
             # the client's refine: all are disjoint stages of one thread.
             other = seconds - sum(stages.get(st, 0.0) for st in STAGES)
             print(f"| {run} | {whole:.1f} | {compute:.1f} | {100 * whole / compute:.0f}% | "
+                  f"{100 * stages.get('refine', 0.0) / seconds:.0f}% | "
                   f"{cpu / seconds:.2f} | "
                   + " | ".join(f"{stages.get(st, 0.0):.2f}" for st in STAGES)
                   + f" | {other:.2f} | {stages.get('gc', 0.0):.2f} "
