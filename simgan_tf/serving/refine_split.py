@@ -106,8 +106,8 @@ def _read_records(path: str, compression: str | None) -> list:
     The whole shard is read first (a shard `SplitWriter` made holds at most
     `writer.DEFAULT_SHARD_BYTES`), so that the `tf.data` iterator has ended before the
     refiner runs: kept open across the refiner's calls, its last call (the end of the
-    shard) waited 4 to 19 s in most runs of `bench/refine_speed.py` on a loaded 2-core
-    machine, against 0.05 s for reading the whole shard at once.
+    shard) waited 3.9 to 33.8 s in 5 of 10 runs of `bench/refine_speed.py` on a loaded
+    2-core machine, against 0.05 s for reading the whole shard at once.
 
     Raises:
       ValueError: a corrupt shard (names the last good record).
