@@ -23,7 +23,8 @@ Right before each measurement the float32 matmul peak is measured in the same pr
 (2048 x 2048 products for 4 s), and every figure is reported as a percentage of the peak
 measured next to it, twice: the mean step rate against the mean matmul rate (both
 averaged over the load of the moment), and the fastest step against the fastest product
-(the timings least disturbed by other tenants of a shared machine). FLOPs per training image come from `bench.flops`
+(the timings least disturbed by other tenants of a shared machine).
+FLOPs per training image come from `bench.flops`
 (forward, weight gradients, input gradients of all layers but the first). bfloat16 is
 measured only where the CPU computes it natively (`simgan_tf.runtime.bfloat16_native`).
 Prints the medians and the spread (min-max) of the repeats.

@@ -23,7 +23,8 @@ measurements some seconds apart), it does not move with the load of a shared mac
 between them. Seconds of a
 run that no stage accounts for are `other`; a run whose wall time exceeds its CPU time
 divided by the cores used lost time to other processes on the machine, not to us
-(`cpu/wall` column: about 2 when the refiner has both cores of a 2-core machine). Without `--saved_model` a freshly initialized gaze
+(`cpu/wall` column: about 2 when the refiner has both cores of a 2-core machine).
+Without `--saved_model` a freshly initialized gaze
 refiner is exported (the speed does not depend on the weights).
 """
 
@@ -197,7 +198,8 @@ def main(argv):
         peak = matmul_peak(sys.executable, "tensorflow")
         rows = []
         print("| run | refine.py img/s | alone img/s | kept | refiner share | cpu/wall | "
-              + " | ".join(STAGES) + " | other | gc (full collections) | longest read wait (item) |")
+              + " | ".join(STAGES)
+              + " | other | gc (full collections) | longest read wait (item) |")
         print("|---" * (9 + len(STAGES)) + "|")
         for run in range(a.repeats):
             seconds, cpu, stages, longest = timed_refine_split(saved_model, data_dir,
