@@ -20,12 +20,11 @@ refiner call, mapping back to pixels, PNG encoding, writing, publishing the spli
 the process's CPU time (`time.process_time`, all threads) is taken with it. `refiner
 share` is the refiner calls' share of the run's own wall time: unlike `kept` (two
 measurements some seconds apart), it does not move with the load of a shared machine
-between them. Seconds of a
-run that no stage accounts for are `other`; a run whose wall time exceeds its CPU time
-divided by the cores used lost time to other processes on the machine, not to us
-(`cpu/wall` column: about 2 when the refiner has both cores of a 2-core machine).
-Without `--saved_model` a freshly initialized gaze
-refiner is exported (the speed does not depend on the weights).
+between them. Seconds of a run that no stage accounts for are `other`; a run whose wall
+time exceeds its CPU time divided by the cores used lost time to other processes on the
+machine, not to us (`cpu/wall`: about 2 when the refiner has both cores of a 2-core
+machine). Without `--saved_model` a freshly initialized gaze refiner is exported (the
+speed does not depend on the weights).
 """
 
 from __future__ import annotations
