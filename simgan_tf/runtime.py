@@ -5,7 +5,7 @@ matrix products: Eigen's and Intel's oneDNN. It turns oneDNN on by itself only o
 with AVX512_VNNI, AVX512_BF16 or AMX; on other AVX-512 and AVX2 CPUs it runs Eigen's. For
 SimGAN the difference is large: on a 2-core AVX-512 Xeon without VNNI, Algorithm 1 trained
 2.0x faster with oneDNN, and with Eigen it reached 37% of the machine's float32 matmul
-peak (`bench/train_speed.py`, BUILD.md "Speed"). So
+peak (`bench/train_speed.py`, docs/benchmarks.md). So
 importing `simgan_tf` asks TensorFlow for oneDNN by setting `TF_ENABLE_ONEDNN_OPTS=1`,
 unless the user has set that variable (`TF_ENABLE_ONEDNN_OPTS=0` keeps Eigen).
 

@@ -147,6 +147,28 @@ def test_realism_score_separates_what_differs_and_not_what_does_not():
         realism.realism_score(real[:3], same[:3], config)
 
 
+def test_train_classifier_runs_the_configured_steps_with_callbacks_and_seed():
+    rng = np.random.default_rng(1)
+    images = np.concatenate([rng.uniform(0.5, 1, (64, 10, 10, 1)),
+                             rng.uniform(-1, -0.5, (64, 10, 10, 1))]).astype(np.float32)
+    labels = np.concatenate([np.ones(64), np.zeros(64)]).astype(np.float32)
+
+    class Count(keras.callbacks.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Count.batches += 1
+
+    config = realism.RealismConfig(steps=25, batch_size=16, seed=3)
+    model = realism.train_classifier(images, labels, config, callbacks=[Count()])
+    again = realism.train_classifier(images, labels, config)
+    assert Count.batches == 25
+    logits = model.predict(images, verbose=0)[:, 0]
+    assert np.mean((logits > 0) == (labels > 0.5)) > 0.95
+    np.testing.assert_allclose(again.predict(images, verbose=0)[:, 0], logits, rtol=1e-4,
+                               atol=1e-5)
+
+
 def test_evaluate_py_command(eye_data, tmp_path, refiner_export):
     saved_model = str(tmp_path / "export")
     shutil.copytree(refiner_export[1], saved_model)  # the shared export stays untouched

@@ -23,11 +23,13 @@ COMMANDS = {"simgan-train": "train", "simgan-refine": "refine",
 def wheel(tmp_path_factory):
     """A wheel built from the checkout (no network: the venv's setuptools)."""
     out = str(tmp_path_factory.mktemp("wheel"))
-    build = str(tmp_path_factory.mktemp("build"))
+    source = str(tmp_path_factory.mktemp("source"))  # setuptools builds in the source tree
+    for name in ("setup.py", "README.md", "LICENSE", "simgan_tf", "data_prep"):
+        copy = shutil.copytree if os.path.isdir(os.path.join(ROOT, name)) else shutil.copy
+        copy(os.path.join(ROOT, name), os.path.join(source, name))
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "--no-build-isolation",
-         "-w", out, "-q"], capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TMPDIR": build})
+        [sys.executable, "-m", "pip", "wheel", source, "--no-deps", "--no-build-isolation",
+         "-w", out, "-q"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = glob.glob(os.path.join(out, "simgan_tf-*.whl"))
     return zipfile.ZipFile(path)

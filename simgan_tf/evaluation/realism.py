@@ -74,6 +74,38 @@ def load_images(data_dir: str, split: str, count: int) -> np.ndarray:
     return reader.load_arrays(data_dir, split, count=count)["image"]
 
 
+def train_classifier(images: np.ndarray, labels: np.ndarray,
+                     config: RealismConfig = RealismConfig(), *,
+                     strategy: tf.distribute.Strategy | None = None,
+                     callbacks: tuple = ()) -> keras.Model:
+    """Trains a fresh realism classifier for `config.steps` steps.
+
+    Args:
+      images: `[n, H, W, C]` float32 in [-1, 1].
+      labels: `[n]` float32, 1 for real, 0 for candidate.
+      config: training settings (`num_images` is ignored).
+      strategy: distribution strategy (default: the current one).
+      callbacks: Keras callbacks passed to `fit` (a progress bar; `bench/estimator_speed.py`
+        times steps).
+
+    Returns:
+      The trained classifier.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = build_classifier(images.shape[1:])
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    train = (tf.data.Dataset.from_tensor_slices((images, labels))
+             .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
+             .repeat().batch(config.batch_size, drop_remainder=True)
+             .prefetch(tf.data.AUTOTUNE))
+    model.fit(train, epochs=1, steps_per_epoch=config.steps, shuffle=False, verbose=0,
+              callbacks=list(callbacks))
+    return model
+
+
 def realism_score(real: np.ndarray, candidate: np.ndarray,
                   config: RealismConfig = RealismConfig(), *,
                   strategy: tf.distribute.Strategy | None = None,
@@ -106,18 +138,8 @@ def realism_score(real: np.ndarray, candidate: np.ndarray,
     test_x = np.concatenate([real[half:n], candidate[half:n]])
     test_y = np.concatenate([np.ones(n - half), np.zeros(n - half)]).astype(np.float32)
 
-    strategy = strategy or tf.distribute.get_strategy()
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = build_classifier(real.shape[1:])
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=keras.losses.BinaryCrossentropy(from_logits=True))
-    train = (tf.data.Dataset.from_tensor_slices((train_x, train_y))
-             .shuffle(len(train_x), seed=config.seed, reshuffle_each_iteration=True)
-             .repeat().batch(config.batch_size, drop_remainder=True)
-             .prefetch(tf.data.AUTOTUNE))
-    model.fit(train, epochs=1, steps_per_epoch=config.steps, shuffle=False, verbose=0,
-              callbacks=callbacks)
+    model = train_classifier(train_x, train_y, config, strategy=strategy,
+                             callbacks=callbacks or ())
     logits = model.predict(test_x, batch_size=256, verbose=0)[:, 0]
     predicted_real = logits > 0
     correct = predicted_real == (test_y > 0.5)

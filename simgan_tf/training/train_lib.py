@@ -261,7 +261,7 @@ def precision_policy(mixed: bool):
         logging.warning(
             "mixed_precision: this CPU has no native bfloat16 (AVX512_BF16 or AMX), so "
             "bfloat16 is emulated and training runs several times slower than in float32 "
-            "(BUILD.md, 'Speed'). Leave mixed precision off on this machine.")
+            "(docs/benchmarks.md). Leave mixed precision off on this machine.")
     keras.config.set_dtype_policy("mixed_float16" if float16 else "mixed_bfloat16")
     try:
         yield float16
@@ -286,8 +286,8 @@ def set_up_runtime(config: config_lib.SimGANConfig, strategy: tf.distribute.Stra
     if not tf.config.list_logical_devices("GPU") and not runtime.onednn_enabled():
         logging.warning(
             "TensorFlow runs without its oneDNN CPU kernels (%s=%r, or TensorFlow was "
-            "imported before simgan_tf): convolutions may run about 2x slower (BUILD.md, "
-            "'Speed').", runtime.ONEDNN_VARIABLE, os.environ.get(runtime.ONEDNN_VARIABLE))
+            "imported before simgan_tf): convolutions may run about 2x slower "
+            "(docs/benchmarks.md).", runtime.ONEDNN_VARIABLE, os.environ.get(runtime.ONEDNN_VARIABLE))
     keras.utils.set_random_seed(config.train.seed)
 
 
