@@ -140,9 +140,11 @@ def test_ema_decay_is_validated():
         build(ema_decay=-0.1)
 
 
-def test_export_and_summaries_use_the_ema_refiner(shifted_data_dir, tmp_path):
-    config = tiny_config(shifted_data_dir, ema_decay=0.9)
+def test_a_run_with_every_option_exports_the_ema_refiner(shifted_data_dir, tmp_path):
+    config = tiny_config(shifted_data_dir, ema_decay=0.9, r1_weight=1.0, r1_every=2)
+    config = config_lib.override(config, {"discriminator.spectral_norm": True})
     result = train_lib.train(config, str(tmp_path / "run"), verbose=0)
+    assert result.step == 2 + 1 + 2 * 3
     model = result.model
     assert model.inference_refiner is model.ema.model
     images = batch(4, seed=7)["synthetic"]
