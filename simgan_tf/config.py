@@ -163,9 +163,14 @@ class DiscriminatorConfig:
         linear (its outputs are per-patch logits for the classes refined=0, real=1).
       output: `local` (the paper's per-patch logits) or `global` (the Fig. 8 ablation:
         the last layer is fully connected over the whole image; see discriminator.py).
+      spectral_norm: spectral normalisation (Miyato et al., ICLR 2018) of every
+        convolution (and of the `global` dense layer): each discriminator update divides
+        their kernels by their largest singular value, estimated by one power iteration
+        (see discriminator.py). Off: the paper's discriminator.
     """
     layers: tuple[ConvSpec, ...] = GAZE_DISCRIMINATOR
     output: str = "local"
+    spectral_norm: bool = False
 
     def receptive_field(self) -> int:
         """Side in input pixels of the square one output position (one patch) sees.
@@ -236,6 +241,14 @@ class TrainConfig:
       checkpoint_every: update steps between checkpoints.
       keep_checkpoints: checkpoints kept on disk.
       export: export the refiner as a SavedModel at the end.
+      ema_decay: decay of an exponential moving average of the refiner's weights,
+        updated after every refiner update and then used for export, image summaries
+        and refining (`modeling/ema.py`); in [0, 1), e.g. 0.999. `None` or 0: off.
+      r1_weight: gamma of the R1 penalty gamma/2 * ||grad_x D(x)||^2 on real images
+        added to the discriminator loss (`losses.r1_penalty`); 0: off.
+      r1_every: the R1 penalty is applied every this many discriminator updates (the
+        first one, then every N-th), weighted by `r1_weight * r1_every` (StyleGAN2's lazy
+        regularization); >= 1.
     """
     batch_size: int = 512
     steps: int = 10_000
@@ -252,6 +265,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     export: bool = True
+    ema_decay: float | None = None
+    r1_weight: float = 0.0
+    r1_every: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,6 +343,11 @@ def _train_checks(t: TrainConfig) -> list[tuple[bool, str]]:
          f"train.keep_checkpoints must be >= 1. Received: {t.keep_checkpoints}"),
         (t.pretrain_learning_rate is None or t.pretrain_learning_rate > 0,
          f"train.pretrain_learning_rate must be > 0. Received: {t.pretrain_learning_rate}"),
+        (t.ema_decay is None or 0 <= t.ema_decay < 1,
+         "train.ema_decay must be in [0, 1) (e.g. 0.999), or null or 0 for no EMA. "
+         f"Received: {t.ema_decay}"),
+        (t.r1_weight >= 0, f"train.r1_weight must be >= 0 (0: no R1). Received: {t.r1_weight}"),
+        (t.r1_every >= 1, f"train.r1_every must be >= 1. Received: {t.r1_every}"),
     ]
 
 
@@ -667,6 +688,10 @@ FLAG_ALIASES = {
     "data_service": "data.data_service",
     "mixed_precision": "runtime.mixed_precision",
     "shuffle_buffer": "data.shuffle_buffer",
+    "ema_decay": "train.ema_decay",
+    "spectral_norm": "discriminator.spectral_norm",
+    "r1_weight": "train.r1_weight",
+    "r1_every": "train.r1_every",
 }
 
 _NONE_WORDS = ("none", "null")

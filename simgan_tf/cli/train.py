@@ -74,6 +74,15 @@ flags.DEFINE_string("data_service", None, "grpc://host:port of a tf.data service
 flags.DEFINE_bool("mixed_precision", None, "bfloat16 compute on CPU, float16 with loss "
                   "scaling on GPU (weights, logits, losses and history buffer in float32).")
 flags.DEFINE_integer("shuffle_buffer", None, "Records in each split's shuffle buffer.")
+flags.DEFINE_float("ema_decay", None, "Decay of an exponential moving average of the "
+                   "refiner's weights, used for export, image summaries and refining "
+                   "(e.g. 0.999; 0: off, the default).")
+flags.DEFINE_bool("spectral_norm", None, "Spectral normalisation of the discriminator's "
+                  "convolutions (default off).")
+flags.DEFINE_float("r1_weight", None, "gamma of the R1 gradient penalty on real images in "
+                   "the discriminator loss (0: off, the default).")
+flags.DEFINE_integer("r1_every", None, "Apply R1 every this many discriminator updates, "
+                     "weighted by r1_weight * r1_every (default 1).")
 
 flags.DEFINE_multi_string(
     "config", [], "Sets any config field by its dotted path, PATH=VALUE; repeatable, e.g. "

@@ -15,6 +15,19 @@ classifies the whole image with one pair of logits. That pair is repeated over t
 map the local discriminator would output: the summed cross-entropy of `losses.py` then
 weighs the global decision as much as the local one weighs its h x w patches, so the two
 variants differ in what D sees, not in the balance of the loss against lambda.
+
+Spectral normalisation (`config.spectral_norm`, off by default; Miyato et al., ICLR 2018)
+wraps every convolution (and the global dense layer) in `keras.layers.SpectralNormalization`
+with one power iteration. Keras 3's wrapper works in place: each call with
+`training=True` (every discriminator update calls D so) runs the power iteration on the
+kernel reshaped to `[k * k * c_in, c_out]`, stores the new estimate of the leading
+singular vector in its non-trainable `vector_u` (a weight of D, so in checkpoints), and
+assigns the kernel divided by its estimated largest singular value sigma back to the
+kernel before the convolution. The gradient then flows to the normalised kernel (not
+through sigma, as in the paper), the optimizer step moves it slightly off norm 1, and
+the next update normalises it again. Calls with `training=False` (the refiner's
+adversarial loss, summaries) use the kernel as it is. The wrapper takes the layer's
+dtype, so the logits stay float32 under mixed precision.
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ def build_discriminator(image_shape: tuple[int, int, int],
     if config.output not in config_lib.DISCRIMINATOR_OUTPUTS:
         raise ValueError(f"Expected discriminator output in {config_lib.DISCRIMINATOR_OUTPUTS}. "
                          f"Received: {config.output!r}")
+    wrap = _spectral_norm if config.spectral_norm else (lambda layer: layer)
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
     for i, spec in enumerate(layers):
@@ -56,19 +70,25 @@ def build_discriminator(image_shape: tuple[int, int, int],
             height = -(-x.shape[1] // spec.strides)
             width = -(-x.shape[2] // spec.strides)
             x = keras.layers.Flatten(name="flatten")(x)
-            x = keras.layers.Dense(2, dtype="float32", name="global_logits")(x)
+            x = wrap(keras.layers.Dense(2, dtype="float32", name="global_logits"))(x)
             x = keras.layers.Reshape((1, 1, 2), name="as_map")(x)
             x = keras.layers.UpSampling2D((height, width), dtype="float32", name="logits")(x)
             break
         if spec.kind == "conv":
-            x = keras.layers.Conv2D(
+            x = wrap(keras.layers.Conv2D(
                 spec.filters, spec.kernel_size, strides=spec.strides, padding="same",
                 activation=None if last else "relu",
                 dtype="float32" if last else None,
-                name="logits" if last else f"conv{i + 1}")(x)
+                name="logits" if last else f"conv{i + 1}"))(x)
         elif spec.kind == "maxpool":
             x = keras.layers.MaxPooling2D(spec.kernel_size, strides=spec.strides,
                                           padding="same", name=f"pool{i + 1}")(x)
         else:
             raise ValueError(f"Expected layer kind 'conv' or 'maxpool'. Received: {spec}")
     return keras.Model(inputs, x, name=name)
+
+
+def _spectral_norm(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """`layer` wrapped in Keras' spectral normalisation, with `layer`'s dtype policy."""
+    return keras.layers.SpectralNormalization(
+        layer, power_iterations=1, dtype=layer.dtype_policy, name=f"{layer.name}_sn")

@@ -11,6 +11,10 @@ Reductions, stated once for all of them:
     by the global batch size, so that summing gradients across replicas (what the
     optimizer's all-reduce does) gives the gradient of the mean over the global batch.
     On one replica it is the plain batch mean.
+
+The optional R1 penalty (`r1_penalty`) follows the same rules: the discriminator's score
+of an image is **summed** over patches before its gradient is taken, and it returns one
+value per example, added to the discriminator's per-example loss.
 """
 
 from __future__ import annotations
@@ -107,6 +111,41 @@ def discriminator_loss(refined_logits: tf.Tensor, real_logits: tf.Tensor) -> tf.
     """
     return (local_adversarial_loss(refined_logits, REFINED)
             + local_adversarial_loss(real_logits, REAL))
+
+
+def r1_penalty(discriminator: Callable[[tf.Tensor], tf.Tensor], real: tf.Tensor,
+               weight: float) -> tf.Tensor:
+    """R1 gradient penalty on real images (Mescheder et al., ICML 2018, Eq. 9).
+
+    penalty_i = weight / 2 * || grad_x S(x) |_{x = real_i} ||^2,
+    S(x) = sum_{patches j} (logits_j(x)[REAL] - logits_j(x)[REFINED]),
+
+    the squared L2 norm over pixels and channels of the gradient of the image's score.
+    The score of a patch is its log-odds of being real: the softmax of two logits
+    depends on them only through their difference, which is the logit of a one-output
+    (sigmoid) discriminator as in the paper. The scores are **summed** over patches, as
+    the adversarial loss sums its cross-entropies (so one gradient per image, not one
+    per patch; patches overlap, so this is not the sum of per-patch squared norms).
+    Examples do not interact in D, so the gradient of the batch's summed score gives
+    each image's own gradient. For the lazy form of StyleGAN2 (Karras et al., CVPR
+    2020), the caller applies it every N discriminator updates with `weight` = gamma*N.
+
+    Args:
+      discriminator: a function from `[batch, H, W, C]` images to `[batch, h, w, 2]`
+        logits (class 0 refined, class 1 real), e.g. D called with `training=True`.
+      real: `[batch, H, W, C]` real images.
+      weight: gamma (>= 0), times N when applied every N updates.
+
+    Returns:
+      `[batch]` float32; differentiable with respect to D's weights (double backprop).
+    """
+    real = tf.cast(real, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        logits = tf.cast(discriminator(real), tf.float32)
+        score = tf.reduce_sum(logits[..., REAL] - logits[..., REFINED])
+    gradients = tape.gradient(score, real)
+    return 0.5 * weight * tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3])
 
 
 def average_over_global_batch(per_example_loss: tf.Tensor, global_batch_size: int) -> tf.Tensor:

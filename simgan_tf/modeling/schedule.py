@@ -68,3 +68,14 @@ class Schedule:
     def iteration(self, step: int) -> int:
         """Algorithm 1 iterations completed before update `step` (0 during pretraining)."""
         return max(0, step - self.adversarial_start) // (self.k_g + self.k_d)
+
+    def discriminator_updates_before(self, step: int) -> int:
+        """Discriminator updates (pretraining and adversarial) done before update `step`."""
+        if step < 0:
+            raise ValueError(f"Expected step >= 0. Received: {step}")
+        if step < self.adversarial_start:
+            return max(0, step - self.pretrain_refiner_steps)
+        cycle = self.k_g + self.k_d
+        iterations, within = divmod(step - self.adversarial_start, cycle)
+        return (self.pretrain_discriminator_steps + iterations * self.k_d
+                + max(0, within - self.k_g))

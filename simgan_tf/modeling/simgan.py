@@ -14,7 +14,14 @@ paper: the dataset yields `{"synthetic": [b, H, W, C], "real": [b, H, W, C]}` pe
 
 Why one compiled function per phase: under a distribution strategy, the optimizer's
 cross-replica gradient sum cannot sit inside a `tf.cond`, so the phase is chosen in Python
-(`make_train_function`) and each phase has its own `tf.function`.
+(`make_train_function`) and each phase has its own `tf.function`; so has a discriminator
+update with the lazy R1 penalty, chosen the same way.
+
+Stabilising options, all off by default (docs/training.md, "Stabilising options"): an
+exponential moving average of the refiner's weights (`ema.RefinerAverage`), which is then
+the refiner that `call` (and so export, image summaries and refining) uses, and the R1
+penalty on real images (`losses.r1_penalty`) every `r1_every` discriminator updates.
+Spectral normalisation is a property of the discriminator network itself.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from simgan_tf.modeling import losses
+from simgan_tf.modeling.ema import RefinerAverage
 from simgan_tf.modeling.history import HistoryBuffer
 from simgan_tf.modeling.schedule import Phase, Schedule
 
@@ -65,17 +73,29 @@ class SimGAN(keras.Model):
       reg_weight: lambda, weight of the self-regularization loss (>= 0).
       seed: seed of the history buffer's stateless random draws.
       feature_transform: psi of the self-regularization loss (identity when `None`).
+      ema_decay: decay of the EMA of the refiner's weights, in [0, 1); `None` or 0 for
+        none (then the model has no EMA variables).
+      r1_weight: gamma of the R1 penalty on real images (>= 0; 0 for none).
+      r1_every: apply R1 every this many discriminator updates (>= 1), weighted by
+        `r1_weight * r1_every` (lazy regularization).
 
     Call arguments:
-      images: `[b, H, W, C]` synthetic images; returns the refined images.
+      images: `[b, H, W, C]` synthetic images; returns the refined images: those of the
+        EMA refiner when there is one and `training` is False, else of the refiner.
     """
 
     def __init__(self, refiner: keras.Model, discriminator: keras.Model,
                  history: HistoryBuffer, *, schedule: Schedule, reg_weight: float,
-                 seed: int = 0, feature_transform=None, name: str = "simgan", **kwargs):
+                 seed: int = 0, feature_transform=None, ema_decay: float | None = None,
+                 r1_weight: float = 0.0, r1_every: int = 1, name: str = "simgan", **kwargs):
         super().__init__(name=name, **kwargs)
         if reg_weight < 0:
             raise ValueError(f"Expected reg_weight (lambda) >= 0. Received: {reg_weight}")
+        if ema_decay is not None and not 0 <= ema_decay < 1:
+            raise ValueError(f"Expected ema_decay in [0, 1) or None. Received: {ema_decay}")
+        if r1_weight < 0 or int(r1_every) != r1_every or r1_every < 1:
+            raise ValueError("Expected r1_weight >= 0 and an integer r1_every >= 1. "
+                             f"Received: r1_weight={r1_weight}, r1_every={r1_every}")
         self.refiner = refiner
         self.discriminator = discriminator
         self.history_buffer = history
@@ -83,6 +103,10 @@ class SimGAN(keras.Model):
         self.reg_weight = float(reg_weight)
         self.seed = int(seed)
         self.feature_transform = feature_transform
+        self.r1_weight = float(r1_weight)
+        self.r1_every = int(r1_every)
+        # Created here, in the strategy scope, only when on: no variables otherwise.
+        self.ema = RefinerAverage(refiner, ema_decay) if ema_decay else None
         self.step_counter = tf.Variable(
             tf.constant(0, tf.int64), trainable=False, name="step_counter",
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -91,7 +115,20 @@ class SimGAN(keras.Model):
         self.discriminator_optimizer = None
 
     def call(self, images, training=False):
-        return self.refiner(images, training=training)
+        refiner = self.refiner if training else self.inference_refiner
+        return refiner(images, training=training)
+
+    @property
+    def inference_refiner(self) -> keras.Model:
+        """The refiner to refine with: the EMA refiner if there is one, else the refiner."""
+        return self.refiner if self.ema is None else self.ema.model
+
+    def r1_due(self, step: int) -> bool:
+        """Whether update `step` is a discriminator update that adds the R1 penalty."""
+        if self.r1_weight <= 0 or self.schedule.phase(step) not in (
+                Phase.PRETRAIN_DISCRIMINATOR, Phase.DISCRIMINATOR):
+            return False
+        return self.schedule.discriminator_updates_before(step) % self.r1_every == 0
 
     @property
     def metrics(self):
@@ -113,7 +150,7 @@ class SimGAN(keras.Model):
 
     # --- Algorithm 1 ---------------------------------------------------------------------
 
-    def train_step(self, data, phase: Phase | None = None):
+    def train_step(self, data, phase: Phase | None = None, r1: bool | None = None):
         """One update of Algorithm 1. Runs on each replica.
 
         Args:
@@ -121,19 +158,23 @@ class SimGAN(keras.Model):
             per-replica batch (even).
           phase: the update to perform, a Python constant when traced; `None` reads the
             step counter, which works only eagerly.
+          r1: whether a discriminator update adds the R1 penalty, a Python constant when
+            traced; `None` reads the step counter (`r1_due`), only eagerly.
 
         Returns:
           Dict of the running means of `METRIC_NAMES`.
         """
         if phase is None:
             phase = self.schedule.phase(self.step)
+        if r1 is None:
+            r1 = self.r1_weight > 0 and self.r1_due(self.step)
         synthetic, real = data["synthetic"], data["real"]
         if phase == Phase.PRETRAIN_REFINER:
             self._refiner_update(synthetic, adversarial=False)
         elif phase == Phase.REFINER:
             self._refiner_update(synthetic, adversarial=True)
         else:
-            self._discriminator_update(synthetic, real)
+            self._discriminator_update(synthetic, real, r1=r1)
         self.step_counter.assign_add(1)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
@@ -154,14 +195,17 @@ class SimGAN(keras.Model):
             scaled = self.refiner_optimizer.scale_loss(loss)  # mixed precision on GPU
         gradients = tape.gradient(scaled, variables)
         apply_gradients(self.refiner_optimizer, gradients, variables)
+        if self.ema is not None:
+            self.ema.update(self.refiner)
         if adversarial:
             self.trackers["refiner_adv_loss"].update_state(adversarial_loss)
         self.trackers["refiner_reg_loss"].update_state(regularization)
         self.trackers["refiner_l1_per_pixel"].update_state(
             tf.reduce_mean(tf.abs(tf.cast(refined, tf.float32) - synthetic), axis=[1, 2, 3]))
 
-    def _discriminator_update(self, synthetic, real):
-        """Discriminator update on b/2 fresh + b/2 history refined images vs b real."""
+    def _discriminator_update(self, synthetic, real, r1: bool = False):
+        """Discriminator update on b/2 fresh + b/2 history refined images vs b real,
+        plus the R1 penalty on the real images if `r1` (weighted by gamma * r1_every)."""
         context = tf.distribute.get_replica_context()
         step = self.step_counter.read_value()
         replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
@@ -175,6 +219,10 @@ class SimGAN(keras.Model):
             refined_logits = self.discriminator(mixed, training=True)
             real_logits = self.discriminator(real, training=True)
             per_example = losses.discriminator_loss(refined_logits, real_logits)
+            if r1:
+                per_example += losses.r1_penalty(
+                    functools.partial(self.discriminator, training=True), real,
+                    self.r1_weight * self.r1_every)
             loss = losses.average_over_global_batch(per_example, self._global_batch_size(real))
             scaled = self.discriminator_optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
@@ -197,8 +245,8 @@ class SimGAN(keras.Model):
             return self.train_function
         strategy = self.distribute_strategy
 
-        def build(phase):
-            step_fn = functools.partial(self.train_step, phase=phase)
+        def build(phase, r1):
+            step_fn = functools.partial(self.train_step, phase=phase, r1=r1)
 
             def one_step(iterator):
                 data = next(iterator)
@@ -218,10 +266,11 @@ class SimGAN(keras.Model):
 
             return one_step if self.run_eagerly else tf.function(one_step)
 
-        functions = {phase: build(phase) for phase in Phase}
+        functions = {(phase, r1): build(phase, r1) for phase in Phase for r1 in (False, True)}
 
         def train_function(iterator):
-            return functions[self.schedule.phase(self.step)](iterator)
+            step = self.step
+            return functions[(self.schedule.phase(step), self.r1_due(step))](iterator)
 
         self.train_function = train_function
         return train_function

@@ -221,7 +221,7 @@ class SummaryCallback(keras.callbacks.Callback):
         self._updated = set()
 
     def _write_images(self, step):
-        refined = self.model.refiner(self.synthetic_samples, training=False)
+        refined = self.model.inference_refiner(self.synthetic_samples, training=False)
         refined = keras.ops.convert_to_numpy(refined)
         max_difference = float(np.abs(refined - self.synthetic_samples).max())
         probability = real_probability_map(self.model.discriminator, refined)

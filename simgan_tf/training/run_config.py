@@ -57,6 +57,11 @@ FIXED_FIELDS = (
     # The networks (the checkpoint's variables) and the adversarial loss kind.
     "refiner.filters", "refiner.kernel_size", "refiner.num_blocks",
     "discriminator.layers", "discriminator.output",
+    # Stabilising options that change the networks or what the run exports: the EMA
+    # refiner (its variables in the checkpoint, the refiner exported), spectral
+    # normalisation (its power-iteration vectors), and which discriminator updates
+    # carry the R1 penalty (a schedule, as k_d is).
+    "train.ema_decay", "discriminator.spectral_norm", "train.r1_every",
     # Optimizer state held in the checkpoint (slot variables).
     "refiner_optimizer.name", "refiner_optimizer.momentum",
     "discriminator_optimizer.name", "discriminator_optimizer.momentum",
@@ -76,6 +81,8 @@ ALLOWED_FIELDS = (
     "refiner_optimizer.learning_rate", "refiner_optimizer.beta_1",
     "discriminator_optimizer.learning_rate", "discriminator_optimizer.beta_1",
     "train.reg_weight", "train.pretrain_learning_rate",
+    # A loss weight like lambda: nothing of it is in the checkpoint.
+    "train.r1_weight",
     # Bookkeeping.
     "train.log_every", "train.image_every", "train.checkpoint_every",
     "train.keep_checkpoints", "train.export",

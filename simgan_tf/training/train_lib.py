@@ -172,7 +172,8 @@ def build_simgan(config: config_lib.SimGANConfig, loss_scale: bool = False, *,
     schedule = Schedule(t.pretrain_refiner_steps, t.pretrain_discriminator_steps, t.k_g, t.k_d,
                         t.steps)
     model = SimGAN(refiner, discriminator, history, schedule=schedule,
-                   reg_weight=t.reg_weight, seed=t.seed)
+                   reg_weight=t.reg_weight, seed=t.seed, ema_decay=t.ema_decay,
+                   r1_weight=t.r1_weight, r1_every=t.r1_every)
     refiner_rate = config.refiner_optimizer.learning_rate
     if t.pretrain_learning_rate is not None and t.pretrain_refiner_steps > 0:
         # The first `pretrain_refiner_steps` refiner updates are pretraining.
@@ -195,8 +196,9 @@ def build_simgan(config: config_lib.SimGANConfig, loss_scale: bool = False, *,
 
 
 def make_checkpoint(model: SimGAN, iterator=None) -> tf.train.Checkpoint:
-    """The checkpoint of a run: networks, optimizers, history buffer, step counter and,
-    when given, the input iterator's position."""
+    """The checkpoint of a run: networks, optimizers, history buffer, step counter, the
+    EMA refiner and its update count when `train.ema_decay` is on (attributes of
+    `model`), and, when given, the input iterator's position."""
     objects = dict(model=model, refiner_optimizer=model.refiner_optimizer,
                    discriminator_optimizer=model.discriminator_optimizer)
     if iterator is not None:
@@ -425,13 +427,16 @@ def export_and_clean_up(model: SimGAN, config: config_lib.SimGANConfig, data: Ru
                         folders: RunFolders, *, export_refiner: bool) -> str | None:
     """Exports the refiner (if `export_refiner`); workers delete their scratch folder.
 
+    The refiner exported is `model.inference_refiner`: the EMA refiner when
+    `train.ema_decay` is on, else the trained refiner.
+
     Returns:
       The SavedModel folder on the chief, else `None`.
     """
     export_path = None
     if export_refiner:
         path = export.export_refiner(
-            model.refiner, os.path.join(folders.write_dir, EXPORT_DIR), model.step,
+            model.inference_refiner, os.path.join(folders.write_dir, EXPORT_DIR), model.step,
             config.image_shape, data_info=data.info, data_dir=config.data.data_dir,
             config=config.to_json())
         if folders.chief:  # every worker takes part in saving; only the chief's copy is kept
