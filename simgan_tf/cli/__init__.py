@@ -7,6 +7,7 @@ calls one library function; the library itself never reads flags. Import one mod
 process: each defines its flags at import.
 """
 
+import logging
 import os
 import sys
 import tempfile
@@ -42,11 +43,14 @@ STARTUP_CHATTER = (
 def start_tensorflow_quietly() -> None:
     """Imports TensorFlow and lists its devices with its start-up chatter filtered out.
 
-    Everything TensorFlow's C++ runtime writes to stderr meanwhile is captured; lines of
-    `STARTUP_CHATTER` are dropped and every other line is written to stderr as it was, so
-    nothing unexpected is hidden. With `TF_CPP_MIN_LOG_LEVEL` set by the user, nothing is
-    filtered.
+    TensorFlow's Python logger is set to WARNING. What its C++ runtime writes to stderr
+    meanwhile is captured and passed through `drop_chatter`, so only the known lines of
+    `STARTUP_CHATTER` are dropped and nothing unexpected is hidden. With
+    `TF_CPP_MIN_LOG_LEVEL` set by the user, the C++ output is left alone.
     """
+    # TensorFlow's Python INFO lines (checkpoint sharding, SavedModel assets and
+    # fingerprint) are about its internals; its warnings and errors still show.
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         import tensorflow as tf  # noqa: F401
         return
@@ -63,10 +67,14 @@ def start_tensorflow_quietly() -> None:
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
-            chatter = STARTUP_CHATTER
-            if not any("Could not find cuda drivers" in line for line in lines):
-                # A machine with a CUDA driver: a failing cuInit is news.
-                chatter = tuple(c for c in chatter if "cuInit" not in c)
-            kept = [line for line in lines if not any(c in line for c in chatter)]
-            sys.stderr.write("".join(kept))
+            sys.stderr.write("".join(drop_chatter(lines)))
             sys.stderr.flush()
+
+
+def drop_chatter(lines: list[str]) -> list[str]:
+    """`lines` without those of `STARTUP_CHATTER`; a failing cuInit is kept on a machine
+    that has a CUDA driver (no "Could not find cuda drivers" line), where it is news."""
+    chatter = STARTUP_CHATTER
+    if not any("Could not find cuda drivers" in line for line in lines):
+        chatter = tuple(c for c in chatter if "cuInit" not in c)
+    return [line for line in lines if not any(c in line for c in chatter)]
