@@ -68,6 +68,14 @@ def _interrupt_after(monkeypatch, shards):
     monkeypatch.setattr(writer_lib.SplitWriter, "_close_shard", close_shard)
 
 
+def _interrupted_conversion(folders, out, monkeypatch, shards):
+    """A conversion into `out` interrupted after `shards` listed shards."""
+    _interrupt_after(monkeypatch, shards)
+    with pytest.raises(Interrupted):
+        _convert(folders, out)
+    monkeypatch.undo()
+
+
 def _count_reads(monkeypatch):
     reads = []
     original = images.read_pixels
@@ -163,10 +171,7 @@ def test_corrupted_finished_shard_is_rewritten(reference, tmp_path, monkeypatch)
 def test_missing_finished_shard_is_rewritten(reference, tmp_path, monkeypatch):
     folders, ref_out, _ = reference
     out = str(tmp_path / "data")
-    _interrupt_after(monkeypatch, 3)
-    with pytest.raises(Interrupted):
-        _convert(folders, out)
-    monkeypatch.undo()
+    _interrupted_conversion(folders, out, monkeypatch, 3)
     os.remove(os.path.join(resume.partial_dir(out, "synthetic"), "synthetic-00001.tfrecord"))
     summary = _convert(folders, out, resume=True)
     assert summary.splits["synthetic"].reused_shards == 1
@@ -216,10 +221,7 @@ def test_resume_with_other_options_is_refused(tmp_path, monkeypatch, change, nam
 def test_without_resume_a_partial_folder_is_discarded(reference, tmp_path, monkeypatch):
     folders, ref_out, _ = reference
     out = str(tmp_path / "data")
-    _interrupt_after(monkeypatch, 3)
-    with pytest.raises(Interrupted):
-        _convert(folders, out)
-    monkeypatch.undo()
+    _interrupted_conversion(folders, out, monkeypatch, 3)
     assert os.listdir(out) == [".partial-synthetic"]  # Interrupted in the first split.
     reads = _count_reads(monkeypatch)
     summary = _convert(folders, out)

@@ -18,6 +18,7 @@ from simgan_tf.modeling.schedule import Phase, Schedule
 from simgan_tf.modeling.simgan import SimGAN
 from simgan_tf.serving import export
 from simgan_tf.training import run_config, train_lib
+from test_model import batch  # the same random synthetic and real batch
 from test_train import tiny_config
 
 SHAPE = (35, 55, 1)
@@ -35,12 +36,6 @@ def build(*, ema_decay=None, spectral_norm=False, r1_weight=0.0, r1_every=1,
                   discriminator_optimizer=keras.optimizers.SGD(0.05))
     model(tf.zeros([1, *SHAPE]))
     return model
-
-
-def batch(n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    return {"synthetic": tf.constant(rng.uniform(-1, 1, (n, *SHAPE)), tf.float32),
-            "real": tf.constant(rng.uniform(-1, 1, (n, *SHAPE)) * 0.5 - 0.3, tf.float32)}
 
 
 def weights(model):
