@@ -29,14 +29,14 @@ setuptools.setup(
     license="Apache-2.0",
     # TensorFlow 2.21 supports Python 3.10 to 3.13; simgan-tf is tested on 3.11.
     python_requires=">=3.10,<3.14",
-    packages=setuptools.find_packages(include=["simgan_tf", "simgan_tf.*", "data_prep",
-                                               "data_prep.*"]),
+    packages=setuptools.find_packages(include=["simgan_tf", "simgan_tf.*", "simgan_tf_cli",
+                                               "data_prep", "data_prep.*"]),
     entry_points={"console_scripts": [
-        "simgan-train=simgan_tf.cli.train:run",
-        "simgan-refine=simgan_tf.cli.refine:run",
-        "simgan-evaluate=simgan_tf.cli.evaluate:run",
-        "simgan-refine-images=simgan_tf.cli.refine_images:run",
-        "simgan-turing-test=simgan_tf.cli.turing_test:run",
+        "simgan-train=simgan_tf_cli.train:run",
+        "simgan-refine=simgan_tf_cli.refine:run",
+        "simgan-evaluate=simgan_tf_cli.evaluate:run",
+        "simgan-refine-images=simgan_tf_cli.refine_images:run",
+        "simgan-turing-test=simgan_tf_cli.turing_test:run",
     ]},
     install_requires=[
         "tensorflow>=2.21,<2.22",

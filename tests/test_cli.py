@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from simgan_tf import cli
+import simgan_tf_cli as cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_DRIVER = "I0000 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.\n"
@@ -27,7 +27,7 @@ def test_a_failing_cuinit_is_kept_where_there_is_a_cuda_driver():
 
 def test_tensorflow_starts_quietly_in_a_fresh_process():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    code = ("import logging, sys; from simgan_tf import cli; cli.start_tensorflow_quietly(); "
+    code = ("import logging, sys; import simgan_tf_cli as cli; cli.start_tensorflow_quietly(); "
             "print(logging.getLogger('tensorflow').level); "
             "sys.stderr.write('after start-up\\n')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -18,14 +18,14 @@ DOCS = sorted({*glob.glob(os.path.join(ROOT, "*.md")), *glob.glob(os.path.join(R
                    os.path.join(ROOT, "CHANGELOG.md")})
 # Programs of ours -> the files whose flag definitions they parse.
 PROGRAMS = {
-    "train.py": ["simgan_tf/cli/train.py"], "simgan-train": ["simgan_tf/cli/train.py"],
-    "refine.py": ["simgan_tf/cli/refine.py"], "simgan-refine": ["simgan_tf/cli/refine.py"],
-    "evaluate.py": ["simgan_tf/cli/evaluate.py"],
-    "simgan-evaluate": ["simgan_tf/cli/evaluate.py"],
-    "refine_images.py": ["simgan_tf/cli/refine_images.py", "simgan_tf/cli/refine.py"],
-    "simgan-refine-images": ["simgan_tf/cli/refine_images.py", "simgan_tf/cli/refine.py"],
-    "turing_test.py": ["simgan_tf/cli/turing_test.py"],
-    "simgan-turing-test": ["simgan_tf/cli/turing_test.py"],
+    "train.py": ["simgan_tf_cli/train.py"], "simgan-train": ["simgan_tf_cli/train.py"],
+    "refine.py": ["simgan_tf_cli/refine.py"], "simgan-refine": ["simgan_tf_cli/refine.py"],
+    "evaluate.py": ["simgan_tf_cli/evaluate.py"],
+    "simgan-evaluate": ["simgan_tf_cli/evaluate.py"],
+    "refine_images.py": ["simgan_tf_cli/refine_images.py", "simgan_tf_cli/refine.py"],
+    "simgan-refine-images": ["simgan_tf_cli/refine_images.py", "simgan_tf_cli/refine.py"],
+    "turing_test.py": ["simgan_tf_cli/turing_test.py"],
+    "simgan-turing-test": ["simgan_tf_cli/turing_test.py"],
 }
 SHARED = {"data_prep": "data_prep/common.py", "experiments": "experiments/common.py",
           "bench": "bench/common.py"}

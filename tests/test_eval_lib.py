@@ -97,7 +97,8 @@ def test_evaluation_is_reproducible_for_a_seed(eye_data):
 
 def test_evaluate_rejects_unlabelled_or_missing_splits(eye_data, shifted_data_dir, tmp_path):
     config = dataclasses.replace(eval_lib.PRESETS["gaze"], steps=1)
-    with pytest.raises(ValueError, match="'real' of .* has no label/gaze"):
+    with pytest.raises(ValueError, match=r"'real' of .* has no label field\(s\) "
+                                         r"\['label/gaze'\].* gaze evaluation needs"):
         eval_lib.evaluate(config, shifted_data_dir, ["synthetic"], "real", str(tmp_path))
     with pytest.raises(ValueError, match="no split 'nope'"):
         eval_lib.evaluate(config, eye_data, ["synthetic"], "nope", str(tmp_path))

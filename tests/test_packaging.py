@@ -24,7 +24,7 @@ def wheel(tmp_path_factory):
     """A wheel built from the checkout (no network: the venv's setuptools)."""
     out = str(tmp_path_factory.mktemp("wheel"))
     source = str(tmp_path_factory.mktemp("source"))  # setuptools builds in the source tree
-    for name in ("setup.py", "README.md", "LICENSE", "simgan_tf", "data_prep"):
+    for name in ("setup.py", "README.md", "LICENSE", "simgan_tf", "simgan_tf_cli", "data_prep"):
         copy = shutil.copytree if os.path.isdir(os.path.join(ROOT, name)) else shutil.copy
         copy(os.path.join(ROOT, name), os.path.join(source, name))
     result = subprocess.run(
@@ -42,10 +42,10 @@ def _metadata(wheel, name):
 
 def test_the_wheel_installs_packages_not_top_level_scripts(wheel):
     tops = {name.split("/")[0] for name in wheel.namelist()}
-    assert {"simgan_tf", "data_prep"} <= tops
+    assert {"simgan_tf", "simgan_tf_cli", "data_prep"} <= tops
     assert not tops & {"train.py", "refine.py", "evaluate.py", "refine_images.py",
                        "turing_test.py", "tests", "bench", "experiments"}, tops
-    assert "simgan_tf/cli/train.py" in wheel.namelist()
+    assert "simgan_tf_cli/train.py" in wheel.namelist()
 
 
 def test_one_version_and_the_pythons_tensorflow_supports(wheel):
@@ -66,7 +66,7 @@ def test_one_version_and_the_pythons_tensorflow_supports(wheel):
 def test_the_console_scripts_point_at_the_cli_modules(wheel):
     entry_points = _metadata(wheel, "entry_points.txt")
     for command, module in COMMANDS.items():
-        assert f"{command} = simgan_tf.cli.{module}:run" in entry_points
+        assert f"{command} = simgan_tf_cli.{module}:run" in entry_points
 
 
 @pytest.mark.parametrize("command, module", sorted(COMMANDS.items()))

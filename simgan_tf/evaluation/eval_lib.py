@@ -110,11 +110,11 @@ def preset_for(task: str, image_height: int) -> str:
 
 
 def _check_labels(info: schema.DatasetInfo, data_dir: str, split: str, task: str):
-    label_fields = info.get_split(split, data_dir).label_fields
-    if _LABEL[task] not in label_fields:
-        raise ValueError(
-            f"Split {split!r} of {data_dir} has no {_LABEL[task]} labels (it has "
-            f"{sorted(label_fields)}); the {task} evaluation needs them.")
+    """`task_data.label_names`' check of the task's label field, naming the task."""
+    try:
+        task_data.label_names(data_dir, split, _LABEL[task], info=info)
+    except ValueError as error:
+        raise ValueError(f"{error} The {task} evaluation needs {_LABEL[task]}.") from None
 
 
 def _targets(config: EvalConfig, image_size: int):

@@ -16,7 +16,7 @@ calls `simgan_tf.evaluation.eval_lib.evaluate` or `eval_lib.evaluate_realism`.
 
 from absl import app, flags, logging
 
-from simgan_tf import cli
+import simgan_tf_cli as cli
 
 from simgan_tf import config as config_lib
 

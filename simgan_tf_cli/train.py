@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from simgan_tf import cli
+import simgan_tf_cli as cli
 
 from simgan_tf import config as config_lib
 

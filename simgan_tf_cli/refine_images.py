@@ -10,9 +10,9 @@ import sys
 
 from absl import app, flags, logging
 
-from simgan_tf import cli
+import simgan_tf_cli as cli
 
-from simgan_tf.cli.refine import define_flags  # the same four flags as refine.py
+from simgan_tf_cli.refine import define_flags  # the same four flags as refine.py
 
 FLAGS = flags.FLAGS
 
@@ -37,7 +37,7 @@ def run():
     """The `simgan-refine-images` command (and `python refine_images.py` in a checkout)."""
     define_flags(input_help="Folder of PNG/JPEG files of the export's image size.",
                  output_help="Where the refined PNG files go (same file stems).", batch_size=32)
-    cli.list_flags_in_help("simgan_tf.cli.refine", __name__)
+    cli.list_flags_in_help("simgan_tf_cli.refine", __name__)
     app.run(main)
 
 

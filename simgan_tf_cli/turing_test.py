@@ -19,7 +19,7 @@ import sys
 
 from absl import app, flags
 
-from simgan_tf import cli
+import simgan_tf_cli as cli
 
 FLAGS = flags.FLAGS
 

@@ -10,7 +10,7 @@ Parses flags and calls `simgan_tf.serving.refine_split.refine_split`; nothing el
 
 from absl import app, flags, logging
 
-from simgan_tf import cli
+import simgan_tf_cli as cli
 
 FLAGS = flags.FLAGS
 
