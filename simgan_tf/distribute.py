@@ -4,6 +4,7 @@ The strategy is built once, at the entry point (`build_strategy`), before anythi
 the devices. Library code receives it (or asks `tf.distribute.get_strategy()`) and uses
 the helpers here instead of reading the cluster itself:
 
+- `describe`: one line on the strategy, its replicas and this worker, for the log.
 - `in_multi_worker_mode`: whether the strategy spans several processes
   (`MultiWorkerMirroredStrategy` with a cluster in `TF_CONFIG`).
 - `is_chief`: whether this process writes the run's files (config, summaries,
@@ -52,6 +53,24 @@ def build_strategy(name: str) -> tf.distribute.Strategy:
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     raise ValueError(f"Expected strategy in {config_lib.STRATEGIES}. Received: name={name!r}")
+
+
+def describe(strategy: tf.distribute.Strategy | None = None) -> str:
+    """One line on where the run computes, for the log: the strategy, its replicas and,
+    under multi-worker training, this worker's task, the number of workers and whether
+    it is the chief. For example `MultiWorkerMirroredStrategy: 2 replicas in sync; this
+    process is worker 1 of 2 workers, not the chief`."""
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    text = f"{type(strategy).__name__}: {replicas} replica{'s' if replicas > 1 else ''} in sync"
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None and resolver.task_type:
+        workers = sum(len(tasks) for name, tasks in resolver.cluster_spec().as_dict().items()
+                      if name in ("chief", "worker"))
+        role = "the chief" if is_chief(strategy) else "not the chief"
+        text += (f"; this process is {resolver.task_type} {resolver.task_id} of {workers} "
+                 f"workers, {role}")
+    return text
 
 
 def in_multi_worker_mode(strategy: tf.distribute.Strategy | None = None) -> bool:

@@ -120,6 +120,7 @@ def main(argv):
     from simgan_tf.training import train_lib
 
     strategy = distribute.build_strategy(config.runtime.strategy)
+    logging.info("Distribution: %s", distribute.describe(strategy))
     model_dir = FLAGS.model_dir or f"runs/{config.name}"
     try:
         result = train_lib.train(config, model_dir, strategy=strategy,

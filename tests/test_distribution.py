@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from simgan_tf.training import checkpointing, train_lib
 from simgan_tf import config as config_lib
+from simgan_tf import distribute
 from simgan_tf.serving import export
 from test_train import event_tags, tiny_config
 
@@ -74,11 +75,18 @@ def two_worker_run(shifted_data_dir, tmp_path_factory):
     return model_dir, logs
 
 
+def test_describe_names_the_strategy_and_its_replicas(mirrored_strategy):
+    assert distribute.describe(tf.distribute.get_strategy()) == (
+        "_DefaultDistributionStrategy: 1 replica in sync")
+    assert distribute.describe(mirrored_strategy) == "MirroredStrategy: 2 replicas in sync"
+
+
 def test_two_workers_train_and_only_the_chief_writes(two_worker_run):
     model_dir, logs = two_worker_run
     for log in logs:
         assert f"Done at step {TOTAL_LONG}" in log
-    assert "num_workers = 2" in logs[0] and "task_id = 1" in logs[1]
+    assert "2 replicas in sync; this process is worker 0 of 2 workers, the chief" in logs[0]
+    assert "this process is worker 1 of 2 workers, not the chief" in logs[1]
     # Only the chief wrote: checkpoints, TensorBoard, export; no worker scratch left.
     assert "Saved checkpoint" in logs[0] and "Saved checkpoint" not in logs[1]
     checkpoints = os.path.join(model_dir, "checkpoints")
