@@ -12,6 +12,8 @@ Reductions, stated once for all of them:
     optimizer's all-reduce does) gives the gradient of the mean over the global batch.
     On one replica it is the plain batch mean.
 
+The optional task-consistency term (`task_consistency_loss`) **sums** |f(R(x)) - f(x)|
+over the task network's outputs, one value per example, like the self-regularization.
 The optional R1 penalty (`r1_penalty`) follows the same rules: the discriminator's score
 of an image is **summed** over patches before its gradient is taken, and it returns one
 value per example, added to the discriminator's per-example loss.
@@ -71,6 +73,58 @@ def self_regularization_loss(refined: tf.Tensor, synthetic: tf.Tensor,
     """
     psi = feature_transform or (lambda x: x)
     difference = tf.cast(psi(refined), tf.float32) - tf.cast(psi(synthetic), tf.float32)
+    return tf.reduce_sum(tf.abs(tf.reshape(difference, [tf.shape(difference)[0], -1])), axis=1)
+
+
+def local_mean(images: tf.Tensor, size: int) -> tf.Tensor:
+    """psi of a local-mean self-regularization: block means of the channel mean.
+
+    The paper's Eq. 4 allows psi to be any feature transform and names "the mean of color
+    channels" as one. This one averages the channels, then non-overlapping `size x size`
+    blocks (placed as TensorFlow's `same` pooling places them, the padding split between
+    both borders; a border block averages only the pixels inside the image):
+    the refiner may change texture and grain inside a block freely, while the image's
+    layout at the scale of `size` pixels (where a pupil is) is held. `size=1` is the
+    channel mean alone.
+
+    Args:
+      images: `[batch, H, W, C]`.
+      size: block side in pixels, >= 1.
+
+    Returns:
+      `[batch, ceil(H / size), ceil(W / size), 1]` float32.
+    """
+    if int(size) != size or size < 1:
+        raise ValueError(f"Expected an integer block size >= 1. Received: size={size}")
+    gray = tf.reduce_mean(tf.cast(images, tf.float32), axis=-1, keepdims=True)
+    if size == 1:
+        return gray
+    return tf.nn.avg_pool2d(gray, ksize=int(size), strides=int(size), padding="SAME")
+
+
+def task_consistency_loss(task_features: Callable[[tf.Tensor], tf.Tensor],
+                          refined: tf.Tensor, synthetic: tf.Tensor) -> tf.Tensor:
+    """L1 distance between a frozen task network's outputs for R(x) and for x.
+
+    loss_i = || f(R(x_i)) - f(x_i) ||_1, summed over the outputs (or features) of f,
+
+    the paper's Eq. 4 with psi = f, a network trained on the synthetic images' labels
+    and then frozen: the refiner may change anything the task network does not read,
+    and is held to keep what it reads (a gaze, the joints). This is the semantic
+    consistency of CyCADA (Hoffman et al., ICML 2018) and the gaze consistency of FP-GAN
+    (Lee et al., 2018) with an L1 distance. f(x) is a constant: no gradient flows to the
+    synthetic images, nor to f's weights (the caller keeps f frozen).
+
+    Args:
+      task_features: f, from `[batch, H, W, C]` images to `[batch, ...]` outputs.
+      refined: `[batch, H, W, C]` refined images R(x).
+      synthetic: `[batch, H, W, C]` synthetic images x.
+
+    Returns:
+      `[batch]` float32, unweighted: the caller multiplies by its weight.
+    """
+    target = tf.stop_gradient(tf.cast(task_features(synthetic), tf.float32))
+    difference = tf.cast(task_features(refined), tf.float32) - target
     return tf.reduce_sum(tf.abs(tf.reshape(difference, [tf.shape(difference)[0], -1])), axis=1)
 
 

@@ -17,11 +17,15 @@ cross-replica gradient sum cannot sit inside a `tf.cond`, so the phase is chosen
 (`make_train_function`) and each phase has its own `tf.function`; so has a discriminator
 update with the lazy R1 penalty, chosen the same way.
 
-Stabilising options, all off by default (docs/training.md, "Stabilising options"): an
-exponential moving average of the refiner's weights (`ema.RefinerAverage`), which is then
-the refiner that `call` (and so export, image summaries and refining) uses, and the R1
-penalty on real images (`losses.r1_penalty`) every `r1_every` discriminator updates.
-Spectral normalisation is a property of the discriminator network itself.
+Stabilising and label-preserving options, all off by default (docs/training.md,
+"Stabilising options"): an exponential moving average of the refiner's weights
+(`ema.RefinerAverage`), which is then the refiner that `call` (and so export, image
+summaries and refining) uses; the R1 penalty on real images (`losses.r1_penalty`) every
+`r1_every` discriminator updates; a task-consistency term through a frozen task network
+(`losses.task_consistency_loss`) beside the self-regularization; differentiable
+augmentation of everything the discriminator sees (`augment.augment`); and the adaptive
+balance of the discriminator's learning rate (`balance.DiscriminatorBalance`). Spectral
+normalisation is a property of the discriminator network itself.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import functools
 import keras
 import tensorflow as tf
 
+from simgan_tf.modeling import augment as augment_lib
 from simgan_tf.modeling import losses
+from simgan_tf.modeling.balance import DiscriminatorBalance
 from simgan_tf.modeling.ema import RefinerAverage
 from simgan_tf.modeling.history import HistoryBuffer
 from simgan_tf.modeling.schedule import Phase, Schedule
@@ -46,6 +52,9 @@ METRIC_NAMES = (
     "disc_acc_fresh",        # the same on the fresh half only: the current refiner's images,
                              # before this update (far below disc_acc_refined: D lags behind R)
 )
+# Metrics of the options, present only when their option is on.
+TASK_METRIC = "refiner_task_loss"  # task weight * ||f(R(x)) - f(x)||_1, per image
+BALANCE_METRIC = "disc_lr_scale"   # the balance's multiplier of D's learning rate
 
 # Optional dataset key: int64 `[b]`, bad records the input pipeline has skipped so far.
 SKIPPED_KEY = "skipped"
@@ -78,6 +87,17 @@ class SimGAN(keras.Model):
       r1_weight: gamma of the R1 penalty on real images (>= 0; 0 for none).
       r1_every: apply R1 every this many discriminator updates (>= 1), weighted by
         `r1_weight * r1_every` (lazy regularization).
+      task_features: f of the task-consistency term, a frozen network (or function) from
+        images to `[b, ...]` outputs; `None` for none. It is held as a plain function,
+        so its weights are neither trained nor saved in this model's checkpoints.
+      task_weight: weight of the task-consistency term (>= 0; used when
+        `task_features` is given).
+      augment: transform names of `augment.TRANSFORMS` applied to every image the
+        discriminator sees (empty: none).
+      augment_probability: chance of each transform per image, in [0, 1].
+      balance_target: accuracy on fresh refined patches that `DiscriminatorBalance`
+        holds by scaling the discriminator's learning rate; `None` for no balance.
+      balance_rate, balance_max_scale: the balance's step and bound.
 
     Call arguments:
       images: `[b, H, W, C]` synthetic images; returns the refined images: those of the
@@ -87,7 +107,10 @@ class SimGAN(keras.Model):
     def __init__(self, refiner: keras.Model, discriminator: keras.Model,
                  history: HistoryBuffer, *, schedule: Schedule, reg_weight: float,
                  seed: int = 0, feature_transform=None, ema_decay: float | None = None,
-                 r1_weight: float = 0.0, r1_every: int = 1, name: str = "simgan", **kwargs):
+                 r1_weight: float = 0.0, r1_every: int = 1, task_features=None,
+                 task_weight: float = 0.0, augment=(), augment_probability: float = 1.0,
+                 balance_target: float | None = None, balance_rate: float = 0.05,
+                 balance_max_scale: float = 10.0, name: str = "simgan", **kwargs):
         super().__init__(name=name, **kwargs)
         if reg_weight < 0:
             raise ValueError(f"Expected reg_weight (lambda) >= 0. Received: {reg_weight}")
@@ -96,6 +119,11 @@ class SimGAN(keras.Model):
         if r1_weight < 0 or int(r1_every) != r1_every or r1_every < 1:
             raise ValueError("Expected r1_weight >= 0 and an integer r1_every >= 1. "
                              f"Received: r1_weight={r1_weight}, r1_every={r1_every}")
+        if task_weight < 0:
+            raise ValueError(f"Expected task_weight >= 0. Received: {task_weight}")
+        if not 0.0 <= augment_probability <= 1.0:
+            raise ValueError("Expected augment_probability in [0, 1]. "
+                             f"Received: {augment_probability}")
         self.refiner = refiner
         self.discriminator = discriminator
         self.history_buffer = history
@@ -105,18 +133,50 @@ class SimGAN(keras.Model):
         self.feature_transform = feature_transform
         self.r1_weight = float(r1_weight)
         self.r1_every = int(r1_every)
+        # Held in a closure, which Keras does not track: the frozen network's weights are
+        # not this model's (not trained, not in its checkpoints).
+        self._task_features = _untracked(task_features)
+        self.task_weight = float(task_weight)
+        self.augment_policy = augment_lib.parse_policy(augment)
+        self.augment_probability = float(augment_probability)
         # Created here, in the strategy scope, only when on: no variables otherwise.
         self.ema = RefinerAverage(refiner, ema_decay) if ema_decay else None
+        self.balance = (DiscriminatorBalance(balance_target, balance_rate, balance_max_scale)
+                        if balance_target is not None else None)
         self.step_counter = tf.Variable(
             tf.constant(0, tf.int64), trainable=False, name="step_counter",
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self.refiner_optimizer = None
         self.discriminator_optimizer = None
 
     def call(self, images, training=False):
         refiner = self.refiner if training else self.inference_refiner
         return refiner(images, training=training)
+
+    @property
+    def task_features(self):
+        """f of the task-consistency term, or `None`."""
+        return self._task_features()
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """`METRIC_NAMES` plus the metrics of the options that are on."""
+        names = METRIC_NAMES
+        if self.task_features is not None:
+            names += (TASK_METRIC,)
+        if self.balance is not None:
+            names += (BALANCE_METRIC,)
+        return names
+
+    def phase_metrics(self, phase: Phase) -> tuple[str, ...]:
+        """The metrics an update of `phase` updates (`PHASE_METRICS` and the options')."""
+        names = PHASE_METRICS[phase]
+        if self.task_features is not None and phase in (Phase.PRETRAIN_REFINER, Phase.REFINER):
+            names += (TASK_METRIC,)
+        if self.balance is not None and phase == Phase.DISCRIMINATOR:
+            names += (BALANCE_METRIC,)
+        return names
 
     @property
     def inference_refiner(self) -> keras.Model:
@@ -162,7 +222,7 @@ class SimGAN(keras.Model):
             traced; `None` reads the step counter (`r1_due`), only eagerly.
 
         Returns:
-          Dict of the running means of `METRIC_NAMES`.
+          Dict of the running means of `metric_names`.
         """
         if phase is None:
             phase = self.schedule.phase(self.step)
@@ -174,7 +234,8 @@ class SimGAN(keras.Model):
         elif phase == Phase.REFINER:
             self._refiner_update(synthetic, adversarial=True)
         else:
-            self._discriminator_update(synthetic, real, r1=r1)
+            self._discriminator_update(synthetic, real, r1=r1,
+                                       adversarial=phase == Phase.DISCRIMINATOR)
         self.step_counter.assign_add(1)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
@@ -182,16 +243,41 @@ class SimGAN(keras.Model):
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         return tf.shape(images)[0] * replicas
 
+    def _augment_seed(self, stream: int):
+        """A `[2]` seed for the augmentation of this step and `stream`, the same on
+        every replica (each uses the draws of its own rows of the global batch)."""
+        return tf.stack([tf.constant(self.seed + stream, tf.int64),
+                         self.step_counter.read_value()])
+
+    def _augment(self, images, seed):
+        """D's view of `images` (this replica's slice of the global batch): augmented
+        when `augment` is on, else themselves."""
+        context = tf.distribute.get_replica_context()
+        batch = tf.shape(images)[0]
+        return augment_lib.augment(
+            images, self.augment_policy, seed, self.augment_probability,
+            offset=context.replica_id_in_sync_group * batch,
+            total=context.num_replicas_in_sync * batch)
+
     def _refiner_update(self, synthetic, adversarial: bool):
-        """Refiner update on lambda * L1 (+ the local adversarial loss if `adversarial`)."""
+        """Refiner update on lambda * L1 (+ the local adversarial loss if `adversarial`,
+        + the task-consistency term when there is a task network)."""
         variables = self.refiner.trainable_variables
         with tf.GradientTape() as tape:
             refined = self.refiner(synthetic, training=True)
-            logits = self.discriminator(refined, training=False) if adversarial else None
+            logits = None
+            if adversarial:
+                seen = self._augment(refined, self._augment_seed(3))
+                logits = self.discriminator(seen, training=False)
             adversarial_loss, regularization = losses.refiner_loss(
                 logits, refined, synthetic, self.reg_weight, self.feature_transform)
+            per_example = adversarial_loss + regularization
+            if self.task_features is not None:
+                task = self.task_weight * losses.task_consistency_loss(
+                    self.task_features, refined, synthetic)
+                per_example += task
             loss = losses.average_over_global_batch(
-                adversarial_loss + regularization, self._global_batch_size(synthetic))
+                per_example, self._global_batch_size(synthetic))
             scaled = self.refiner_optimizer.scale_loss(loss)  # mixed precision on GPU
         gradients = tape.gradient(scaled, variables)
         apply_gradients(self.refiner_optimizer, gradients, variables)
@@ -200,12 +286,17 @@ class SimGAN(keras.Model):
         if adversarial:
             self.trackers["refiner_adv_loss"].update_state(adversarial_loss)
         self.trackers["refiner_reg_loss"].update_state(regularization)
+        if self.task_features is not None:
+            self.trackers[TASK_METRIC].update_state(task)
         self.trackers["refiner_l1_per_pixel"].update_state(
             tf.reduce_mean(tf.abs(tf.cast(refined, tf.float32) - synthetic), axis=[1, 2, 3]))
 
-    def _discriminator_update(self, synthetic, real, r1: bool = False):
+    def _discriminator_update(self, synthetic, real, r1: bool = False,
+                              adversarial: bool = True):
         """Discriminator update on b/2 fresh + b/2 history refined images vs b real,
-        plus the R1 penalty on the real images if `r1` (weighted by gamma * r1_every)."""
+        plus the R1 penalty on the real images if `r1` (weighted by gamma * r1_every).
+        With augmentation D sees (and R1 differentiates at) the augmented images; after
+        an `adversarial` update (not in pretraining) the balance, if on, moves."""
         context = tf.distribute.get_replica_context()
         step = self.step_counter.read_value()
         replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
@@ -214,6 +305,10 @@ class SimGAN(keras.Model):
         write_seed = tf.stack([tf.constant(self.seed + 1, tf.int64), step])
         refined = tf.cast(self.refiner(synthetic, training=False), tf.float32)
         mixed = self.history_buffer.mix(refined, sample_seed)
+        if self.augment_policy:
+            seeds = tf.random.experimental.stateless_split(self._augment_seed(2), 2)
+            mixed = self._augment(mixed, seeds[0])
+            real = self._augment(real, seeds[1])
         variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             refined_logits = self.discriminator(mixed, training=True)
@@ -236,6 +331,9 @@ class SimGAN(keras.Model):
         # `mix` puts the fresh images first (all of them when there is no history).
         fresh = tf.shape(refined)[0] // 2 if self.history_buffer.enabled else tf.shape(refined)[0]
         self.trackers["disc_acc_fresh"].update_state(refined_accuracy[:fresh])
+        if self.balance is not None and adversarial:
+            self.trackers[BALANCE_METRIC].update_state(
+                self.balance.update(refined_accuracy[:fresh]))
 
     # --- Keras integration ---------------------------------------------------------------
 
@@ -256,7 +354,8 @@ class SimGAN(keras.Model):
                 strategy.run(step_fn, args=(data,))
                 # Read the metrics in cross-replica context (aggregated over replicas);
                 # only this phase's, so the progress bar keeps the others' last values.
-                logs = {name: self.trackers[name].result() for name in PHASE_METRICS[phase]}
+                logs = {name: self.trackers[name].result()
+                        for name in self.phase_metrics(phase)}
                 if skipped is not None:
                     # Bad input records dropped so far by this worker's input pipeline
                     # (every row of every replica's slice holds the count).
@@ -279,6 +378,11 @@ class SimGAN(keras.Model):
         """Resets the running means (all, or the named ones)."""
         for name in names or self.trackers:
             self.trackers[name].reset_state()
+
+
+def _untracked(value):
+    """A function returning `value`: an attribute Keras and tf.train do not track."""
+    return lambda: value
 
 
 def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables) -> None:
