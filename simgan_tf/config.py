@@ -56,6 +56,10 @@ from typing import Any
 
 OPTIMIZERS = ("adam", "sgd")
 DISCRIMINATOR_OUTPUTS = ("local", "global")
+REG_FEATURES = ("pixels", "local_mean")
+TASK_OUTPUTS = ("output", "features")
+# The names of modeling.augment.TRANSFORMS (config imports nothing of simgan_tf).
+AUGMENTATIONS = ("translation", "cutout", "brightness", "contrast")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 
 
@@ -249,6 +253,30 @@ class TrainConfig:
       r1_every: the R1 penalty is applied every this many discriminator updates (the
         first one, then every N-th), weighted by `r1_weight * r1_every` (StyleGAN2's lazy
         regularization); >= 1.
+      reg_feature: psi of the self-regularization term: `pixels` (the identity, the
+        paper's L1 on pixels) or `local_mean` (`losses.local_mean`: the L1 between the
+        channel means averaged over `reg_feature_size` blocks).
+      reg_feature_size: block side of `local_mean`, >= 1.
+      task_weight: weight of the task-consistency term ||f(R(x)) - f(x)||_1, f a task
+        network trained on the synthetic split's labels and frozen
+        (`losses.task_consistency_loss`; `training/task_network.py`); 0: off. Beside the
+        self-regularization; with `reg_weight=0`, instead of it.
+      task_output: what of f is compared: `output` (its predictions, e.g. the gaze
+        vector) or `features` (the input of its last layer).
+      task_steps: training steps of f when the run trains it (the task's evaluation
+        preset otherwise: its batch, learning rate, seed `seed`).
+      task_network: a Keras file (`.keras`) of a trained task network to use instead of
+        training one; it is copied into the run folder. `None`: the run trains its own
+        (or reuses the one its folder holds).
+      augment: differentiable augmentations of every image the discriminator sees,
+        comma-separated from `translation`, `cutout`, `brightness`, `contrast`
+        (`modeling/augment.py`); empty: none.
+      augment_probability: chance that each augmentation applies to each image, [0, 1].
+      balance_target: accuracy on fresh refined patches that the adaptive balance holds
+        by scaling the discriminator's learning rate (`modeling/balance.py`), in (0, 1);
+        `None`: off.
+      balance_rate: the balance's step of log(scale) per unit of accuracy error, > 0.
+      balance_max_scale: the scale stays in [1/max, max]; >= 1.
     """
     batch_size: int = 512
     steps: int = 10_000
@@ -268,6 +296,17 @@ class TrainConfig:
     ema_decay: float | None = None
     r1_weight: float = 0.0
     r1_every: int = 1
+    reg_feature: str = "pixels"
+    reg_feature_size: int = 3
+    task_weight: float = 0.0
+    task_output: str = "output"
+    task_steps: int = 1500
+    task_network: str | None = None
+    augment: str = ""
+    augment_probability: float = 1.0
+    balance_target: float | None = None
+    balance_rate: float = 0.05
+    balance_max_scale: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +387,28 @@ def _train_checks(t: TrainConfig) -> list[tuple[bool, str]]:
          f"Received: {t.ema_decay}"),
         (t.r1_weight >= 0, f"train.r1_weight must be >= 0 (0: no R1). Received: {t.r1_weight}"),
         (t.r1_every >= 1, f"train.r1_every must be >= 1. Received: {t.r1_every}"),
+        (t.reg_feature in REG_FEATURES,
+         f"train.reg_feature must be one of {REG_FEATURES}. Received: {t.reg_feature!r}"),
+        (t.reg_feature_size >= 1,
+         f"train.reg_feature_size must be >= 1. Received: {t.reg_feature_size}"),
+        (t.task_weight >= 0,
+         f"train.task_weight must be >= 0 (0: off). Received: {t.task_weight}"),
+        (t.task_output in TASK_OUTPUTS,
+         f"train.task_output must be one of {TASK_OUTPUTS}. Received: {t.task_output!r}"),
+        (t.task_steps >= 1, f"train.task_steps must be >= 1. Received: {t.task_steps}"),
+        (all(name.strip() in AUGMENTATIONS for name in t.augment.split(",") if name.strip())
+         and len({n.strip() for n in t.augment.split(",") if n.strip()})
+         == len([n for n in t.augment.split(",") if n.strip()]),
+         f"train.augment must be comma-separated names from {AUGMENTATIONS}, each at most "
+         f"once. Received: {t.augment!r}"),
+        (0 <= t.augment_probability <= 1,
+         f"train.augment_probability must be in [0, 1]. Received: {t.augment_probability}"),
+        (t.balance_target is None or 0 < t.balance_target < 1,
+         "train.balance_target must be in (0, 1) (e.g. 0.5), or null for no balance. "
+         f"Received: {t.balance_target}"),
+        (t.balance_rate > 0, f"train.balance_rate must be > 0. Received: {t.balance_rate}"),
+        (t.balance_max_scale >= 1,
+         f"train.balance_max_scale must be >= 1. Received: {t.balance_max_scale}"),
     ]
 
 
@@ -692,6 +753,11 @@ FLAG_ALIASES = {
     "spectral_norm": "discriminator.spectral_norm",
     "r1_weight": "train.r1_weight",
     "r1_every": "train.r1_every",
+    "reg_feature": "train.reg_feature",
+    "task_weight": "train.task_weight",
+    "task_network": "train.task_network",
+    "augment": "train.augment",
+    "balance_target": "train.balance_target",
 }
 
 _NONE_WORDS = ("none", "null")

@@ -83,6 +83,21 @@ flags.DEFINE_float("r1_weight", None, "gamma of the R1 gradient penalty on real 
                    "the discriminator loss (0: off, the default).")
 flags.DEFINE_integer("r1_every", None, "Apply R1 every this many discriminator updates, "
                      "weighted by r1_weight * r1_every (default 1).")
+flags.DEFINE_enum("reg_feature", None, list(config_lib.REG_FEATURES), "psi of the "
+                  "self-regularization: pixels (the paper's L1, the default) or local_mean "
+                  "(block means, train.reg_feature_size pixels a side).")
+flags.DEFINE_float("task_weight", None, "Weight of the task-consistency term "
+                   "||f(R(x)) - f(x)||_1 through a frozen task network f trained on the "
+                   "synthetic labels (0: off, the default).")
+flags.DEFINE_string("task_network", None, "A trained task network (.keras file, e.g. "
+                    "task_network.keras of another run) to use for --task_weight instead "
+                    "of training one in this run.")
+flags.DEFINE_string("augment", None, "Differentiable augmentations of the discriminator's "
+                    "inputs, comma-separated: translation,cutout,brightness,contrast "
+                    "(default none).")
+flags.DEFINE_float("balance_target", None, "Hold the discriminator's accuracy on fresh "
+                   "refined patches near this value by scaling its learning rate "
+                   "(e.g. 0.5; default off).")
 
 flags.DEFINE_multi_string(
     "config", [], "Sets any config field by its dotted path, PATH=VALUE; repeatable, e.g. "

@@ -127,7 +127,7 @@ ALLOWED_IMPORTS = {
     "serving": {"data", "write_errors"},
     "evaluation": {"data"},
     "training": {"config", "runtime", "distribute", "write_errors", "data", "modeling",
-                 "serving"},
+                 "serving", "evaluation"},
 }
 
 

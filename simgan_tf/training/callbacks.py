@@ -26,7 +26,7 @@ from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
 from simgan_tf.modeling.losses import REAL
-from simgan_tf.modeling.simgan import PHASE_METRICS, SKIPPED_KEY
+from simgan_tf.modeling.simgan import BALANCE_METRIC, SKIPPED_KEY, TASK_METRIC
 from simgan_tf.write_errors import writing
 
 SCALAR_TAGS = {
@@ -37,6 +37,8 @@ SCALAR_TAGS = {
     "disc_acc_real": "discriminator/accuracy_real",
     "disc_acc_refined": "discriminator/accuracy_refined",
     "disc_acc_fresh": "discriminator/accuracy_fresh_refined",
+    TASK_METRIC: "refiner/task_consistency_loss",
+    BALANCE_METRIC: "discriminator/learning_rate_scale",
 }
 PHASE_TAG = "schedule/phase"
 ITERATION_TAG = "schedule/iteration"
@@ -188,7 +190,7 @@ class SummaryCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self.model.step
-        self._updated.update(PHASE_METRICS[self.model.schedule.phase(step)])
+        self._updated.update(self.model.phase_metrics(self.model.schedule.phase(step)))
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.model.step

@@ -62,6 +62,11 @@ FIXED_FIELDS = (
     # normalisation (its power-iteration vectors), and which discriminator updates
     # carry the R1 penalty (a schedule, as k_d is).
     "train.ema_decay", "discriminator.spectral_norm", "train.r1_every",
+    # Label-preserving options that change the form of a loss or what D sees: psi of the
+    # self-regularization, what the task network compares and how it is trained,
+    # the augmentations, and whether the balance's scale (a checkpointed variable) exists.
+    "train.reg_feature", "train.reg_feature_size", "train.task_output", "train.task_steps",
+    "train.augment", "train.balance_target",
     # Optimizer state held in the checkpoint (slot variables).
     "refiner_optimizer.name", "refiner_optimizer.momentum",
     "discriminator_optimizer.name", "discriminator_optimizer.momentum",
@@ -81,8 +86,10 @@ ALLOWED_FIELDS = (
     "refiner_optimizer.learning_rate", "refiner_optimizer.beta_1",
     "discriminator_optimizer.learning_rate", "discriminator_optimizer.beta_1",
     "train.reg_weight", "train.pretrain_learning_rate",
-    # A loss weight like lambda: nothing of it is in the checkpoint.
-    "train.r1_weight",
+    # Loss weights like lambda and the balance's tuning: nothing of them is in the
+    # checkpoint. A task network is read from the run folder once the run has one.
+    "train.r1_weight", "train.task_weight", "train.task_network",
+    "train.augment_probability", "train.balance_rate", "train.balance_max_scale",
     # Bookkeeping.
     "train.log_every", "train.image_every", "train.checkpoint_every",
     "train.keep_checkpoints", "train.export",

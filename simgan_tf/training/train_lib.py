@@ -9,7 +9,9 @@
    what the run's updates mean, then writes `config.json`.
 3. `build_input`: the training dataset and the iterator this module owns, and whether
    its position is saved in the checkpoints.
-4. `build_model`: the `SimGAN` model, in the strategy scope, under the precision policy.
+4. `task_network.prepare_task_network`: with `train.task_weight > 0`, the frozen task
+   network of the task-consistency term (the run's own, a given one, or trained here).
+   `build_model`: the `SimGAN` model, in the strategy scope, under the precision policy.
 5. `restore_checkpoint`: restores the latest intact checkpoint, if any, and returns the
    `CheckpointPolicy` that decides when the next ones are written.
 6. `make_callbacks`: summaries, phase log and skipped-record counts.
@@ -20,6 +22,7 @@ Outputs in `model_dir` (any `tf.io.gfile` path; written by the chief alone under
 multi-worker training):
   config.json                    the resolved config (data folder filled in) and the
                                  `changes` a resume made (see `run_config`)
+  task_network.keras             the frozen task network (with `train.task_weight > 0`)
   run.lock                       held by the running process (see `run_lock`)
   checkpoints/ckpt-<step>        tf.train checkpoints (model, optimizers, buffer, step,
                                  input iterator; see `checkpointing`)
@@ -47,13 +50,16 @@ from absl import logging
 from simgan_tf import config as config_lib
 from simgan_tf import distribute, runtime
 from simgan_tf.data import builtin, reader, schema, validation
+from simgan_tf.modeling import balance
 from simgan_tf.modeling.discriminator import build_discriminator
 from simgan_tf.modeling.history import HistoryBuffer
 from simgan_tf.modeling.refiner import build_refiner
 from simgan_tf.modeling.schedule import Schedule
 from simgan_tf.modeling.simgan import SimGAN
 from simgan_tf.serving import export
+from simgan_tf.modeling import losses
 from simgan_tf.training import callbacks, checkpointing, loop, run_config, run_lock
+from simgan_tf.training import task_network as task_network_lib
 from simgan_tf.training.loop import NonFiniteLossError  # noqa: F401  raised by `train`
 from simgan_tf.training.run_lock import RunLockedError  # noqa: F401  raised by `train`
 from simgan_tf.write_errors import RunWriteError  # noqa: F401  raised by `train`
@@ -153,11 +159,14 @@ def make_optimizer(config: config_lib.OptimizerConfig, learning_rate=None):
 
 
 def build_simgan(config: config_lib.SimGANConfig, loss_scale: bool = False, *,
-                 loss_scale_growth_steps: int = 2000) -> SimGAN:
+                 loss_scale_growth_steps: int = 2000,
+                 task_network: keras.Model | None = None) -> SimGAN:
     """Builds and compiles the SimGAN model. Call inside the strategy scope.
 
     Args:
       config: the run's config.
+      task_network: the frozen task network of the task-consistency term
+        (`task_network.prepare_task_network`); needed when `train.task_weight > 0`.
       loss_scale: wrap both optimizers in `keras.optimizers.LossScaleOptimizer` (float16
         mixed precision): dynamic loss scale from 2**15, halved on a step whose
         gradients overflow (the step is skipped), doubled after
@@ -171,16 +180,31 @@ def build_simgan(config: config_lib.SimGANConfig, loss_scale: bool = False, *,
     history = HistoryBuffer(t.history_size, shape)
     schedule = Schedule(t.pretrain_refiner_steps, t.pretrain_discriminator_steps, t.k_g, t.k_d,
                         t.steps)
+    if t.task_weight > 0 and task_network is None:
+        raise ValueError("train.task_weight > 0 needs the frozen task network "
+                         "(task_network.prepare_task_network). Received: task_network=None")
+    task_features = (task_network_lib.features_function(task_network, t.task_output)
+                     if t.task_weight > 0 else None)
+    feature_transform = (functools.partial(losses.local_mean, size=t.reg_feature_size)
+                         if t.reg_feature == "local_mean" else None)
     model = SimGAN(refiner, discriminator, history, schedule=schedule,
                    reg_weight=t.reg_weight, seed=t.seed, ema_decay=t.ema_decay,
-                   r1_weight=t.r1_weight, r1_every=t.r1_every)
+                   r1_weight=t.r1_weight, r1_every=t.r1_every,
+                   feature_transform=feature_transform, task_features=task_features,
+                   task_weight=t.task_weight, augment=t.augment,
+                   augment_probability=t.augment_probability,
+                   balance_target=t.balance_target, balance_rate=t.balance_rate,
+                   balance_max_scale=t.balance_max_scale)
     refiner_rate = config.refiner_optimizer.learning_rate
     if t.pretrain_learning_rate is not None and t.pretrain_refiner_steps > 0:
         # The first `pretrain_refiner_steps` refiner updates are pretraining.
         refiner_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
             [t.pretrain_refiner_steps], [t.pretrain_learning_rate, refiner_rate])
     refiner_optimizer = make_optimizer(config.refiner_optimizer, refiner_rate)
-    discriminator_optimizer = make_optimizer(config.discriminator_optimizer)
+    discriminator_rate = config.discriminator_optimizer.learning_rate
+    if model.balance is not None:  # the adaptive balance scales D's learning rate
+        discriminator_rate = balance.ScaledLearningRate(discriminator_rate, model.balance.scale)
+    discriminator_optimizer = make_optimizer(config.discriminator_optimizer, discriminator_rate)
     if loss_scale:
         if int(loss_scale_growth_steps) < 1:
             raise ValueError("Expected loss_scale_growth_steps >= 1. Received: "
@@ -364,11 +388,12 @@ def build_input(config: config_lib.SimGANConfig, data: RunData,
                     replay_on_resume=multi_worker and not d.data_service)
 
 
-def build_model(config: config_lib.SimGANConfig, strategy: tf.distribute.Strategy) -> SimGAN:
+def build_model(config: config_lib.SimGANConfig, strategy: tf.distribute.Strategy,
+                task_network: keras.Model | None = None) -> SimGAN:
     """`build_simgan` in the strategy scope, under the run's precision policy."""
     with precision_policy(config.runtime.mixed_precision) as loss_scale:
         with strategy.scope():
-            return build_simgan(config, loss_scale=loss_scale)
+            return build_simgan(config, loss_scale=loss_scale, task_network=task_network)
 
 
 def restore_checkpoint(model: SimGAN, run_input: RunInput, config: config_lib.SimGANConfig,
@@ -496,7 +521,12 @@ def _train_in(config: config_lib.SimGANConfig, data: RunData, folders: RunFolder
               strategy: tf.distribute.Strategy, verbose: int | str) -> TrainResult:
     """`train` once the folder is this run's and `config.json` is written."""
     run_input = build_input(config, data, strategy)
-    model = build_model(config, strategy)
+    task_network = task_network_lib.prepare_task_network(
+        config, data.data_dir, data.info, folders.model_dir, write=folders.chief,
+        strategy=strategy)
+    if task_network is not None:  # its training drew from the global seeds: reset them
+        keras.utils.set_random_seed(config.train.seed)
+    model = build_model(config, strategy, task_network)
     checkpoints = restore_checkpoint(model, run_input, config, folders)
     t, remaining = config.train, model.schedule.total_steps - model.step
     history, stop_signal, skipped = None, None, data.unreadable
