@@ -120,7 +120,8 @@ def main(argv):
                                  cache_dir=args.cache_dir, verbose=0)
         if result.preempted:  # SIGTERM: the run saved a checkpoint; stop, as train.py does
             raise SystemExit(f"Stopped by SIGTERM after {result.step} updates.")
-        refined = result.model.refiner.predict(synthetic, batch_size=500, verbose=0)
+        # The refiner a run exports: the EMA refiner when `train.ema_decay` is on.
+        refined = result.model.inference_refiner.predict(synthetic, batch_size=500, verbose=0)
         refined = reader.scale_image(  # the pixels refine.py would write
             reader.to_uint(refined, info.image_dtype, info.pixel_range), info.image_dtype,
             info.pixel_range).numpy()
