@@ -83,10 +83,10 @@ def run(command: list[str], log_path: str | None = None) -> None:
 
 
 def evaluate_command(data_dir: str, seed: int, train_splits: str, output_dir: str,
-                     extra: Sequence[str] = ()) -> list[str]:
-    """`evaluate.py` on the gaze task: estimators trained on `train_splits` (comma
-    separated), tested on `real_test`, results in `output_dir`."""
-    return [sys.executable, "evaluate.py", "--dataset=gaze", f"--data_dir={data_dir}",
+                     extra: Sequence[str] = (), task: str = "gaze") -> list[str]:
+    """`evaluate.py` on `task` (`gaze` or `hand`): estimators trained on `train_splits`
+    (comma separated), tested on `real_test`, results in `output_dir`."""
+    return [sys.executable, "evaluate.py", f"--dataset={task}", f"--data_dir={data_dir}",
             f"--seed={seed}", f"--train_splits={train_splits}", "--test_split=real_test",
             f"--output_dir={output_dir}", *extra]
 
