@@ -16,7 +16,8 @@ TEXT = (".py", ".md", ".ipynb", ".txt", ".cfg", ".toml", ".json", ".cff", ".yml"
 # and relative paths written in text, resolved against the file's folder.
 TWO_UP = re.compile(r"\"\.\.\",\s*\"\.\.\"|'\.\.',\s*'\.\.'")
 RELATIVE = re.compile(r"(?<![\w./])((?:\.\./)+[\w.-]+)")
-MENTIONS = re.compile(r"\b(issues?|tickets?)\s*#?\d+|\btickets?\b|\bthe issue\b"
+# Any whitespace, line breaks included, may separate the words of a mention.
+MENTIONS = re.compile(r"\b(issues?|tickets?)\s*#?\d+|\btickets?\b|\bthe\s+issue\b"
                       r"|\bissue's\b", re.IGNORECASE)
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
@@ -60,12 +61,30 @@ def test_no_file_points_outside_the_repository():
     assert not found, "paths outside the repository:\n" + "\n".join(found)
 
 
+def _mentions(text):
+    """(line number, words) of each mention in `text`, also when a line break splits it."""
+    return [(text.count("\n", 0, match.start()) + 1, " ".join(match.group().split()))
+            for match in MENTIONS.finditer(text)]
+
+
 def test_no_file_mentions_issues_or_tickets():
-    found = [f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}"
+    found = [f"{os.path.relpath(path, ROOT)}:{number}: {words}"
              for path in _project_files() if path != os.path.abspath(__file__)
-             for number, line in enumerate(_read(path).splitlines(), 1)
-             if MENTIONS.search(line)]
+             for number, words in _mentions(_read(path))]
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The question was whether the\nsimulator was at fault.", []),
+    ("Fixed in issue #12.", [(1, "issue #12")]),
+    ("one line\nThe\nissue asked to find out.", [(2, "The issue")]),
+    ("see the   issue's\nthread", [(1, "the issue")]),
+    ("read an issue's\nthread", [(1, "issue's")]),
+    ("as the ticket\nsays", [(1, "ticket")]),
+    ("skin tissue and an issued\nlicence", []),
+])
+def test_the_mentions_check(text, expected):
+    assert _mentions(text) == expected
 
 
 def test_relative_links_of_the_docs_resolve_inside_the_repository():
