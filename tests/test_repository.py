@@ -103,6 +103,55 @@ def test_relative_links_of_the_docs_resolve_inside_the_repository():
     assert not broken, "\n".join(broken)
 
 
+HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.MULTILINE)
+ANCHORED_LINK = re.compile(r"\]\(([^)#\s]*)#([^)\s]+)\)")
+
+
+def _anchor(heading):
+    """The anchor GitHub gives a heading: lowercase, punctuation dropped, spaces -> '-'."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).lower()  # a link's text
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(path):
+    text = re.sub(r"```.*?```", "", _read(path), flags=re.DOTALL)
+    anchors, seen = set(), {}
+    for heading in HEADING.findall(text):
+        anchor = _anchor(heading)
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        anchors.add(anchor if count == 0 else f"{anchor}-{count}")
+    return anchors
+
+
+def test_anchors_of_the_docs_links_name_a_heading():
+    broken = []
+    for path in _project_files():
+        if not path.endswith(".md"):
+            continue
+        text = re.sub(r"```.*?```", "", _read(path), flags=re.DOTALL)
+        text = re.sub(r"`[^`\n]*`", "", text)
+        for target, anchor in ANCHORED_LINK.findall(text):
+            if "://" in target:
+                continue
+            linked = os.path.normpath(os.path.join(os.path.dirname(path), target)) \
+                if target else path
+            if linked.endswith(".md") and os.path.exists(linked) \
+                    and anchor not in _anchors(linked):
+                broken.append(f"{os.path.relpath(path, ROOT)}: {target}#{anchor}")
+    assert not broken, "\n".join(broken)
+
+
+@pytest.mark.parametrize("heading, anchor", [
+    ("Train on your data", "train-on-your-data"),
+    ("`data_prep.nyu_hand` → `synthetic/`, `real/`, `real_test/`",
+     "data_prepnyu_hand--synthetic-real-real_test"),
+    ("See [the data](docs/data.md): v2.1", "see-the-data-v21"),
+])
+def test_the_anchor_of_a_heading(heading, anchor):
+    assert _anchor(heading) == anchor
+
+
 UP = ".."  # the fixtures below are built, so that this file names no outside path
 
 
