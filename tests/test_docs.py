@@ -36,7 +36,7 @@ ABSL = {"help", "helpfull", "helpshort", "helpxml", "flagfile", "undefok", "verb
 OTHERS = {"rm", "mount", "logdir", "all", "dir", "no-deps", "no-build-isolation", "port",
           "tag_set", "signature_def", "quiet", "bind_all", "net", "name", "reload_interval",
           "durations", "maxfail", "execute", "to", "inplace", "output", "user", "upgrade",
-          "model_base_path", "model_name", "rest_api_port", "env", "torch_python_cpu"}
+          "model_base_path", "model_name", "rest_api_port", "env"}
 COMMAND = re.compile(r"(?:python(?:3(?:\.\d+)?)?\s+(?:-m\s+)?|\b)((?:simgan-[a-z-]+)|"
                      r"(?:[a-z_]+\.py)|(?:(?:data_prep|experiments|bench)\.[a-z_]+))\b")
 FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_]*)")
