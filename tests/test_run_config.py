@@ -74,6 +74,9 @@ def test_an_unclassified_field_is_refused_like_a_fixed_one(monkeypatch):
     ("data.shuffle_buffer", 17),
     ("refiner_optimizer.name", "sgd"),
     ("runtime.mixed_precision", True),
+    ("train.augment", "cutout"),
+    ("train.balance_target", 0.5),
+    ("train.reg_feature", "local_mean"),
 ])
 def test_resume_with_a_changed_schedule_field_is_refused_before_anything_happens(
         trained_run, shifted_data_dir, tmp_path, path, value):
@@ -86,6 +89,16 @@ def test_resume_with_a_changed_schedule_field_is_refused_before_anything_happens
     assert f"{path}: saved {old!r}, received {value!r}" in message, message
     assert "Use another --model_dir" in message and "at step 9" in message
     assert folder_bytes(model_dir) == before  # nothing restored into it, nothing written
+
+
+def test_checkpoints_without_a_config_json_are_refused(trained_run, shifted_data_dir,
+                                                        tmp_path):
+    model_dir = copy_run(trained_run, tmp_path)
+    os.remove(os.path.join(model_dir, "config.json"))
+    before = folder_bytes(model_dir)
+    with pytest.raises(ValueError, match=r"holds checkpoints up to step 9 but no config.json"):
+        train_lib.train(base_config(shifted_data_dir), model_dir, verbose=0)
+    assert folder_bytes(model_dir) == before
 
 
 def test_several_differences_are_named_in_one_error(trained_run, shifted_data_dir, tmp_path):

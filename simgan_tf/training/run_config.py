@@ -199,7 +199,8 @@ def write_config(config: config_lib.SimGANConfig, model_dir: str, *, checkpoint_
       The path of `config.json`.
 
     Raises:
-      ValueError: if the run folder holds a run this config would change the meaning of.
+      ValueError: if the run folder holds a run this config would change the meaning of,
+        or checkpoints without a `config.json`.
       RunWriteError: if `config.json` cannot be written.
     """
     path = os.path.join(model_dir, CONFIG_FILE)
@@ -215,6 +216,14 @@ def write_config(config: config_lib.SimGANConfig, model_dir: str, *, checkpoint_
             logging.warning("Resuming at step %d with %s changed: %r -> %r (recorded in %s).",
                             step, change["field"], change["old"], change["new"], path)
         record += changes
+    else:
+        step = checkpointing.latest_step(checkpoint_dir)
+        if step > 0:  # a run folder that lost its config.json cannot be checked
+            raise ValueError(
+                f"Cannot resume the run in {model_dir}: it holds checkpoints up to step "
+                f"{step} but no {CONFIG_FILE}, so nothing tells whether these settings keep "
+                f"what its updates mean. Put its {CONFIG_FILE} back, or use another "
+                "--model_dir.")
     if write:
         data = {**config.to_json(), VERSION_KEY: simgan_tf.__version__}
         if record:

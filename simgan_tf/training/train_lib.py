@@ -3,10 +3,11 @@
 `train(config, model_dir, strategy)` runs these steps, each a function of this module:
 
 1. `set_up_runtime`: checks the batch splits over the replicas, op determinism, seeds.
-2. `prepare_data`: resolves the data folder (or the simulator's cached data) and
-   validates it (`validation.validate_split`). The chief takes the folder's run lock
-   (`run_lock.RunLock`); `run_config.write_config` refuses a resume that would change
-   what the run's updates mean, then writes `config.json`.
+2. The chief takes the folder's run lock (`run_lock.RunLock`), so a second run on the
+   folder fails at once. `prepare_data`: resolves the data folder (or the simulator's
+   cached data) and validates it (`validation.validate_split`);
+   `run_config.write_config` refuses a resume that would change what the run's updates
+   mean, then writes `config.json`.
 3. `build_input`: the training dataset and the iterator this module owns, and whether
    its position is saved in the checkpoints.
 4. `task_network.prepare_task_network`: with `train.task_weight > 0`, the frozen task
@@ -507,11 +508,12 @@ def train(config: config_lib.SimGANConfig, model_dir: str, *,
     strategy = strategy or tf.distribute.get_strategy()
     set_up_runtime(config, strategy)
     folders = run_folders(model_dir, strategy)
-    config, data = prepare_data(config, cache_dir)
     with writing(model_dir):
         tf.io.gfile.makedirs(model_dir)
+    # The lock first: a second run on the folder fails at once, before any data work.
     lock = run_lock.RunLock(model_dir) if folders.chief else contextlib.nullcontext()
     with lock:
+        config, data = prepare_data(config, cache_dir)
         run_config.write_config(config, model_dir, write=folders.chief,
                                 checkpoint_dir=os.path.join(model_dir, CHECKPOINT_DIR))
         return _train_in(config, data, folders, strategy, verbose)
