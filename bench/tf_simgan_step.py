@@ -67,7 +67,7 @@ def make_config(args) -> config_lib.SimGANConfig:
 
 
 def build(config):
-    with train_lib.precision_policy(config.runtime.mixed_precision) as loss_scale:
+    with runtime.precision_policy(config.runtime.mixed_precision) as loss_scale:
         return train_lib.build_simgan(config, loss_scale=loss_scale)
 
 

@@ -85,14 +85,14 @@ def bfloat16_difference() -> str:
     code = """
 import simgan_tf, numpy as np, keras
 from simgan_tf.modeling.refiner import build_refiner
-from simgan_tf.training import train_lib
+from simgan_tf import runtime
 rows = []
 for seed in range(3):
     keras.utils.set_random_seed(seed)
     reference = build_refiner((35, 55, 1))
     out = reference.get_layer("conv_out").kernel
     out.assign(out * 10.0)
-    with train_lib.precision_policy(True):
+    with runtime.precision_policy(True):
         mixed = build_refiner((35, 55, 1))
     mixed.set_weights(reference.get_weights())
     images = np.random.default_rng(seed).uniform(-1, 1, (64, 35, 55, 1)).astype("float32")

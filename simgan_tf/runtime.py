@@ -15,11 +15,14 @@ before `tensorflow` for this to apply (the entry points `train.py`, `evaluate.py
 
 **bfloat16.** Keras' `mixed_bfloat16` policy (`--mixed_precision` on CPU) is fast only on
 CPUs that compute in bfloat16 natively (AVX512_BF16 or AMX); elsewhere oneDNN emulates it
-and it is several times slower than float32. `bfloat16_native()` tells which.
+and it is several times slower than float32. `bfloat16_native()` tells which, and
+`precision_policy` is the one place that turns mixed precision on (SimGAN's networks,
+the evaluation's estimators and realism classifier).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -64,3 +67,34 @@ def bfloat16_native(flags: frozenset[str] | None = None) -> bool:
     """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX-BF16)."""
     flags = cpu_flags() if flags is None else flags
     return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
+@contextlib.contextmanager
+def precision_policy(mixed: bool):
+    """Builds layers under Keras' mixed precision policy while active.
+
+    bfloat16 on CPU (no loss scaling needed: bfloat16 has float32's exponent range),
+    float16 on GPU. Yields whether loss scaling is needed (float16). Output layers that
+    are declared float32 (the refiner's tanh, the discriminator's logits, the
+    estimators' and the realism classifier's outputs) stay float32, and so do the
+    losses computed from them. Imports TensorFlow and Keras.
+    """
+    if not mixed:
+        yield False
+        return
+    import keras  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from absl import logging  # pylint: disable=import-outside-toplevel
+
+    previous = keras.config.dtype_policy()
+    float16 = bool(tf.config.list_logical_devices("GPU"))
+    if not float16 and not bfloat16_native():
+        logging.warning(
+            "mixed_precision: this CPU has no native bfloat16 (AVX512_BF16 or AMX), so "
+            "bfloat16 is emulated and training runs several times slower than in float32 "
+            "(docs/benchmarks.md). Leave mixed precision off on this machine.")
+    keras.config.set_dtype_policy("mixed_float16" if float16 else "mixed_bfloat16")
+    try:
+        yield float16
+    finally:
+        keras.config.set_dtype_policy(previous)

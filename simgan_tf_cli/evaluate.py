@@ -45,6 +45,9 @@ flags.DEFINE_integer("realism_images", None, "Images of each set for the realism
                      "classifier (half train it, half test it).")
 flags.DEFINE_string("saved_model", None, "Optional: the exported refiner that made the "
                     "refined split; its model card (assets/model_card.json) gets these results.")
+flags.DEFINE_bool("mixed_precision", None, "Train the estimators and realism classifiers in "
+                  "bfloat16 on CPU (float16 on GPU); fast only on CPUs with native bfloat16 "
+                  "(AVX512_BF16 or AMX).")
 flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "Distribution strategy.")
 flags.DEFINE_bool("verbose", False, "Show Keras progress bars (instead of --progress).")
 flags.DEFINE_bool("progress", True, "A progress bar per trained network (estimators, "
@@ -64,6 +67,7 @@ _ALIASES = {
     "seed": ("seed", "realism.seed"),
     "realism_steps": "realism.steps",
     "realism_images": "realism.num_images",
+    "mixed_precision": ("mixed_precision", "realism.mixed_precision"),
 }
 
 

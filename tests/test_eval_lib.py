@@ -170,6 +170,25 @@ def test_train_classifier_runs_the_configured_steps_with_callbacks_and_seed():
                                atol=1e-5)
 
 
+def test_mixed_precision_trains_in_bfloat16_with_float32_outputs(eye_data):
+    config = dataclasses.replace(eval_lib.PRESETS["gaze"], steps=3, batch_size=8,
+                                 shuffle_buffer=32, mixed_precision=True)
+    model = eval_lib.train_estimator(config, eye_data, "synthetic")
+    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("conv1").variable_dtype == "float32"
+    assert model.get_layer("gaze_vector").compute_dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the policy is restored
+    summary = eval_lib.test_estimator(config, model, eye_data, "real_test")
+    assert 0 < summary["mean"] < 180
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (32, 35, 55, 1)).astype(np.float32)
+    labels = (np.arange(32) % 2).astype(np.float32)
+    classifier = realism.train_classifier(
+        images, labels, realism.RealismConfig(steps=2, batch_size=8, mixed_precision=True))
+    assert classifier.get_layer("conv1").compute_dtype == "bfloat16"
+    assert classifier.predict(images, verbose=0).dtype == np.float32
+
+
 def test_evaluate_py_command(eye_data, tmp_path, refiner_export):
     saved_model = str(tmp_path / "export")
     shutil.copytree(refiner_export[1], saved_model)  # the shared export stays untouched
@@ -180,12 +199,13 @@ def test_evaluate_py_command(eye_data, tmp_path, refiner_export):
                f"--data_dir={eye_data}", "--train_splits=synthetic,refined",
                "--test_split=real_test", f"--output_dir={out}", "--steps=3", "--batch_size=8",
                "--realism_steps=3", "--realism_images=16", "--seed=4",
-               f"--saved_model={saved_model}"]
+               f"--saved_model={saved_model}", "--mixed_precision"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.load(open(os.path.join(out, "results.json")))
     assert results["config"]["steps"] == 3 and results["config"]["seed"] == 4
     assert results["config"]["realism"]["num_images"] == 16
+    assert results["config"]["mixed_precision"] and results["config"]["realism"]["mixed_precision"]
     assert sorted(results["splits"]) == ["refined", "synthetic"]
     header, *rows = result.stdout.strip().splitlines()[-3:]
     assert header.split()[:3] == ["trained", "on", "mean"] and "realism accuracy" in header

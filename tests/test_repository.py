@@ -193,7 +193,7 @@ ALLOWED_IMPORTS = {
     "data": {"simulators"},
     "modeling": {"config"},
     "serving": {"data", "write_errors"},
-    "evaluation": {"data"},
+    "evaluation": {"data", "runtime"},
     "training": {"config", "runtime", "distribute", "write_errors", "data", "modeling",
                  "serving", "evaluation"},
 }

@@ -117,12 +117,12 @@ def test_cpu_flags_and_bfloat16_detection(tmp_path):
 def test_mixed_precision_warns_where_bfloat16_is_emulated(monkeypatch, caplog):
     monkeypatch.setattr(runtime, "bfloat16_native", lambda flags=None: False)
     with caplog.at_level("WARNING"):
-        with train_lib.precision_policy(True):
+        with runtime.precision_policy(True):
             pass
     assert "no native bfloat16" in caplog.text
     caplog.clear()
     monkeypatch.setattr(runtime, "bfloat16_native", lambda flags=None: True)
     with caplog.at_level("WARNING"):
-        with train_lib.precision_policy(True):
+        with runtime.precision_policy(True):
             pass
     assert "no native bfloat16" not in caplog.text

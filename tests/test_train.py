@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from simgan_tf.training import callbacks, train_lib
 from simgan_tf import config as config_lib
+from simgan_tf import runtime
 from simgan_tf.serving import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -165,7 +166,6 @@ def test_train_py_rejects_out_of_range_flags_at_start(tmp_path, flag, message):
 
 def test_training_warns_when_tensorflow_runs_without_onednn(shifted_data_dir, tmp_path,
                                                            monkeypatch, caplog):
-    from simgan_tf import runtime
 
     config = config_lib.override(tiny_config(shifted_data_dir, steps=0, pretrain_refiner_steps=1,
                                              pretrain_discriminator_steps=0),
@@ -194,7 +194,7 @@ def test_bfloat16_refiner_stays_within_the_stated_tolerance_of_float32():
     reference = build_refiner((35, 55, 1))
     out = reference.get_layer("conv_out").kernel
     out.assign(out * 10.0)  # outputs spread over [-1, 1] like a trained refiner's
-    with train_lib.precision_policy(True):
+    with runtime.precision_policy(True):
         mixed = build_refiner((35, 55, 1))
     assert mixed.get_layer("block1_conv1").compute_dtype == "bfloat16"
     mixed.set_weights(reference.get_weights())

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from simgan_tf import runtime
 from simgan_tf.data import reader, schema, task_data
 from simgan_tf.evaluation import estimators, metrics, realism
 from simgan_tf.evaluation import progress as progress_lib
@@ -57,6 +58,9 @@ class EvalConfig:
       hourglass: the hand estimator's sizes (`hand` only).
       thresholds: d values of the cumulative curve (degrees or pixels).
       realism: settings of the realism classifier.
+      mixed_precision: train the estimators in bfloat16 on CPU (float16 with loss scaling
+        on GPU); their outputs stay float32 (`runtime.precision_policy`). Fast only where
+        the CPU computes bfloat16 natively (`runtime.bfloat16_native`).
     """
     task: str = "gaze"
     batch_size: int = 64
@@ -67,6 +71,7 @@ class EvalConfig:
     hourglass: estimators.HourglassConfig = estimators.HourglassConfig()
     thresholds: tuple = metrics.DEFAULT_THRESHOLDS
     realism: realism.RealismConfig = realism.RealismConfig()
+    mixed_precision: bool = False
 
     def validate(self) -> "EvalConfig":
         checks = [
@@ -159,7 +164,7 @@ def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
         data_dir, split, _LABEL[config.task], batch_size=config.batch_size, shuffle=True,
         repeat=True, seed=config.seed, shuffle_buffer=config.shuffle_buffer,
         preprocess=_targets(config, info.image_height), info=info)
-    with strategy.scope():
+    with runtime.precision_policy(config.mixed_precision), strategy.scope():
         model = build_estimator(config, info.image_shape)
     model.fit(dataset, epochs=1, steps_per_epoch=config.steps, shuffle=False,
               verbose=verbose, callbacks=callbacks)

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from simgan_tf import runtime
 from simgan_tf.data import reader
 
 
@@ -36,12 +37,15 @@ class RealismConfig:
       batch_size: images per step (half real, half candidate).
       learning_rate: Adam step size.
       seed: initialization and batch order.
+      mixed_precision: train in bfloat16 on CPU (float16 with loss scaling on GPU); the
+        logit stays float32 (`runtime.precision_policy`).
     """
     num_images: int = 4000
     steps: int = 600
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
+    mixed_precision: bool = False
 
     def validate(self) -> "RealismConfig":
         if self.num_images < 4 or self.steps < 1 or self.batch_size < 2 or self.batch_size % 2:
@@ -93,7 +97,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray,
     """
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
+    with runtime.precision_policy(config.mixed_precision), strategy.scope():
         model = build_classifier(images.shape[1:])
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       loss=keras.losses.BinaryCrossentropy(from_logits=True))

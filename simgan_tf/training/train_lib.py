@@ -270,32 +270,6 @@ def sample_images(data_dir: str, split: str, n: int,
                               skip_bad_records=skip_bad_records)["image"]
 
 
-@contextlib.contextmanager
-def precision_policy(mixed: bool):
-    """Builds layers under Keras' mixed precision policy while active.
-
-    bfloat16 on CPU (no loss scaling needed: bfloat16 has float32's exponent range),
-    float16 on GPU. Yields whether loss scaling is needed. The refiner's tanh and the
-    discriminator's logits layer are float32 layers, so R's output, D's logits, the
-    losses and the history buffer stay float32.
-    """
-    if not mixed:
-        yield False
-        return
-    previous = keras.config.dtype_policy()
-    float16 = bool(tf.config.list_logical_devices("GPU"))
-    if not float16 and not runtime.bfloat16_native():
-        logging.warning(
-            "mixed_precision: this CPU has no native bfloat16 (AVX512_BF16 or AMX), so "
-            "bfloat16 is emulated and training runs several times slower than in float32 "
-            "(docs/benchmarks.md). Leave mixed precision off on this machine.")
-    keras.config.set_dtype_policy("mixed_float16" if float16 else "mixed_bfloat16")
-    try:
-        yield float16
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def set_up_runtime(config: config_lib.SimGANConfig, strategy: tf.distribute.Strategy) -> None:
     """Checks the batch splits over the replicas, sets op determinism and the seeds.
 
@@ -392,7 +366,7 @@ def build_input(config: config_lib.SimGANConfig, data: RunData,
 def build_model(config: config_lib.SimGANConfig, strategy: tf.distribute.Strategy,
                 task_network: keras.Model | None = None) -> SimGAN:
     """`build_simgan` in the strategy scope, under the run's precision policy."""
-    with precision_policy(config.runtime.mixed_precision) as loss_scale:
+    with runtime.precision_policy(config.runtime.mixed_precision) as loss_scale:
         with strategy.scope():
             return build_simgan(config, loss_scale=loss_scale, task_network=task_network)
 
