@@ -97,7 +97,7 @@ def _time_phase_functions(events: list) -> None:
 
 def child(argv: list[str]) -> None:
     """Runs train.py's main with timestamps; writes them to `--timeline` as JSON."""
-    import train  # pylint: disable=import-outside-toplevel
+    from simgan_tf_cli import train  # pylint: disable=import-outside-toplevel
 
     events = [("train.py imported", _START, _IMPORTED["train"], _IMPORTED["cpu"])]
     start, cpu = time.time(), time.process_time()
@@ -220,6 +220,8 @@ _IMPORTED = {}
 
 if __name__ == "__main__":
     if "--child" in sys.argv:
-        import train  # noqa: F401  (defines train.py's flags before they are parsed)
+        from simgan_tf_cli import train  # noqa: F401  (defines train.py's flags)
         _IMPORTED["train"], _IMPORTED["cpu"] = time.time(), time.process_time()
+        import simgan_tf_cli  # the child ends as train.py does (`run_main`)
+        simgan_tf_cli.run_main(main)
     app.run(main)

@@ -8,12 +8,14 @@ module of the library reads flags. Import one module per process: each defines i
 at import.
 """
 
+import json
 import logging
 import os
 import sys
 import tempfile
 
-from absl import flags
+from absl import app, flags
+from absl import logging as absl_logging
 
 import simgan_tf  # noqa: F401  before TensorFlow: asks it for oneDNN (simgan_tf.runtime)
 
@@ -81,3 +83,42 @@ def drop_chatter(lines: list[str]) -> list[str]:
     if not any("Could not find cuda drivers" in line for line in lines):
         chatter = tuple(c for c in chatter if "cuInit" not in c)
     return [line for line in lines if not any(c in line for c in chatter)]
+
+
+def run_main(main) -> None:
+    """`absl.app.run(main)`, then ends the process at once with main's exit status.
+
+    Python's finalization of a process that used TensorFlow (tearing down its modules
+    and the C++ objects behind them) takes seconds (4-5 s on 2 loaded cores,
+    `bench/startup.py`'s `exit`) and does nothing for the user: every file of a run is
+    written and closed by then (checkpoints, the export, event files flushed at the end
+    of training, the run lock released). So once `main` has returned or exited, the
+    output streams and absl's log are flushed and the process ends with `os._exit`.
+    Exceptions other than `SystemExit` (a second Ctrl-C's `KeyboardInterrupt`) and
+    multi-worker runs (`TF_CONFIG` with a cluster, whose collectives shut down with the
+    interpreter) exit the ordinary way.
+    """
+    try:
+        app.run(main)
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"): print it, status 1
+        print(code, file=sys.stderr)
+        code = 1
+    if _in_cluster():
+        sys.exit(code)
+    absl_logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+
+
+def _in_cluster() -> bool:
+    """Whether `TF_CONFIG` names a cluster (multi-worker training)."""
+    try:
+        return bool(json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster"))
+    except (ValueError, AttributeError):
+        return False

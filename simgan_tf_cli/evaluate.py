@@ -174,7 +174,7 @@ def results_table(results: dict) -> str:
 def run():
     """The `simgan-evaluate` command (and `python evaluate.py` in a checkout)."""
     cli.list_flags_in_help(__name__)
-    app.run(main)
+    cli.run_main(main)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def run():
     define_flags(input_help="Split folder to refine, e.g. <data>/synthetic.",
                  output_help="Split folder to write, e.g. <data>/refined.", batch_size=256)
     cli.list_flags_in_help(__name__)
-    app.run(main)
+    cli.run_main(main)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def run():
     define_flags(input_help="Folder of PNG/JPEG files of the export's image size.",
                  output_help="Where the refined PNG files go (same file stems).", batch_size=32)
     cli.list_flags_in_help("simgan_tf_cli.refine", __name__)
-    app.run(main)
+    cli.run_main(main)
 
 
 if __name__ == "__main__":

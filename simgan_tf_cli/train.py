@@ -201,7 +201,7 @@ def next_commands(config, model_dir: str, export_path: str, *, simulator: bool) 
 def run():
     """The `simgan-train` command (and `python train.py` in a checkout)."""
     cli.list_flags_in_help(__name__)
-    app.run(main)
+    cli.run_main(main)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,31 @@ def test_tensorflow_starts_quietly_in_a_fresh_process():
     for line in cli.STARTUP_CHATTER:
         assert line not in result.stderr
     assert result.stderr.endswith("after start-up\n")  # stderr works again afterwards
+
+
+def _run_main(body, env=None):
+    """Runs `cli.run_main` on a main with `body` in a fresh process."""
+    code = ("import sys, atexit, simgan_tf_cli as cli\n"
+            "atexit.register(lambda: print('finalized', flush=True))\n"
+            f"def main(argv):\n{body}\n"
+            "cli.run_main(main)\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_run_main_ends_the_process_with_mains_status_and_flushed_output():
+    result = _run_main("    sys.stdout.write('no newline')\n    sys.exit(3)")
+    assert result.returncode == 3 and result.stdout == "no newline"  # no finalization
+    result = _run_main("    print('done')")
+    assert result.returncode == 0 and result.stdout == "done\n"
+    result = _run_main("    sys.exit('bad input')")
+    assert result.returncode == 1 and "bad input" in result.stderr
+    result = _run_main("    raise KeyboardInterrupt")  # a second Ctrl-C: the usual way out
+    assert result.returncode != 0 and "KeyboardInterrupt" in result.stderr
+
+
+def test_run_main_exits_the_ordinary_way_in_a_cluster():
+    env = dict(os.environ, TF_CONFIG='{"cluster": {"worker": ["localhost:1"]}, '
+                                     '"task": {"type": "worker", "index": 0}}')
+    result = _run_main("    print('done')", env=env)
+    assert result.returncode == 0 and result.stdout == "done\nfinalized\n"

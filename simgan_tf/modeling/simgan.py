@@ -363,7 +363,10 @@ class SimGAN(keras.Model):
                     logs[SKIPPED_KEY] = tf.reduce_max(local)
                 return logs
 
-            return one_step if self.run_eagerly else tf.function(one_step)
+            # No AutoGraph: the step has no Python control flow on tensors (the phase
+            # and the options are Python constants, the buffer uses tf.cond), and
+            # converting it cost about 0.7 s of tracing per run (bench/startup.py).
+            return one_step if self.run_eagerly else tf.function(one_step, autograph=False)
 
         functions = {(phase, r1): build(phase, r1) for phase in Phase for r1 in (False, True)}
 
