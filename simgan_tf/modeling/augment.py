@@ -102,13 +102,17 @@ class _Rows:
         return uniforms, tf.cast(applied[self.offset:self.offset + batch], tf.float32)
 
 
+def _part(size, fraction):
+    """round(size * fraction) as an int32 tensor."""
+    return tf.cast(tf.round(tf.cast(size, tf.float32) * fraction), tf.int32)
+
+
 def translation(images, seed, probability=1.0, rows=None):
     """Shifts each image by whole pixels, up to 1/8 of its size; 0 shifted in."""
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
     draws, applied = (rows or _Rows(0, shape[0])).draws(images, seed, 2, probability)
-    pad_y = tf.cast(tf.round(tf.cast(height, tf.float32) * TRANSLATION_FRACTION), tf.int32)
-    pad_x = tf.cast(tf.round(tf.cast(width, tf.float32) * TRANSLATION_FRACTION), tf.int32)
+    pad_y, pad_x = _part(height, TRANSLATION_FRACTION), _part(width, TRANSLATION_FRACTION)
     # Shifts uniform over the integers in [-pad, pad]; 0 where not applied.
     shift_y = tf.cast(tf.floor(draws[0] * tf.cast(2 * pad_y + 1, tf.float32)), tf.int32) - pad_y
     shift_x = tf.cast(tf.floor(draws[1] * tf.cast(2 * pad_x + 1, tf.float32)), tf.int32) - pad_x
@@ -127,8 +131,7 @@ def cutout(images, seed, probability=1.0, rows=None):
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
     draws, applied = (rows or _Rows(0, shape[0])).draws(images, seed, 2, probability)
-    size_y = tf.cast(tf.round(tf.cast(height, tf.float32) * CUTOUT_FRACTION), tf.int32)
-    size_x = tf.cast(tf.round(tf.cast(width, tf.float32) * CUTOUT_FRACTION), tf.int32)
+    size_y, size_x = _part(height, CUTOUT_FRACTION), _part(width, CUTOUT_FRACTION)
     centre_y = tf.cast(tf.floor(draws[0] * tf.cast(height, tf.float32)), tf.int32)
     centre_x = tf.cast(tf.floor(draws[1] * tf.cast(width, tf.float32)), tf.int32)
     top, left = centre_y - size_y // 2, centre_x - size_x // 2
