@@ -265,6 +265,10 @@ class TrainConfig:
         vector) or `features` (the input of its last layer).
       task_steps: training steps of f when the run trains it (the task's evaluation
         preset otherwise: its batch, learning rate, seed `seed`).
+      task_augment: train f on synthetic images with random blur, contrast, brightness
+        and noise (`task_network.style_augmentation`), so that it reads the label from
+        the image's content rather than its rendering style, which the refiner is meant
+        to change; False: on the plain synthetic images.
       task_network: a Keras file (`.keras`) of a trained task network to use instead of
         training one; it is copied into the run folder. `None`: the run trains its own
         (or reuses the one its folder holds).
@@ -301,6 +305,7 @@ class TrainConfig:
     task_weight: float = 0.0
     task_output: str = "output"
     task_steps: int = 1500
+    task_augment: bool = True
     task_network: str | None = None
     augment: str = ""
     augment_probability: float = 1.0

@@ -1,5 +1,6 @@
 """The task-consistency term, its frozen task network, and the local-mean psi."""
 
+import dataclasses
 import functools
 import os
 
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from simgan_tf import config as config_lib
 from simgan_tf.data import schema
+from simgan_tf.evaluation import eval_lib
 from simgan_tf.modeling import losses
 from simgan_tf.modeling.schedule import Phase
 from simgan_tf.training import run_config, task_network, train_lib
@@ -183,6 +185,30 @@ def test_a_run_trains_saves_and_reuses_its_task_network(shifted_data_dir, tmp_pa
     np.testing.assert_allclose(resumed.model.task_features(x), trained(x), rtol=1e-5)
 
 
+def test_style_augmentation_is_random_in_training_and_off_at_inference():
+    x = batch(16)["synthetic"]
+    for layer in task_network.style_augmentation(seed=3):
+        np.testing.assert_array_equal(layer(x, training=False), x)
+        assert np.abs(layer(x, training=True).numpy() - x.numpy()).mean() > 1e-3
+
+
+def test_an_estimator_trained_through_augmentation_is_the_bare_network(shifted_data_dir):
+    config = dataclasses.replace(eval_lib.PRESETS["gaze"], steps=3, batch_size=8,
+                                 shuffle_buffer=32)
+    plain = eval_lib.train_estimator(config, shifted_data_dir, "synthetic")
+    styled = eval_lib.train_estimator(
+        config, shifted_data_dir, "synthetic",
+        augmentation=functools.partial(task_network.style_augmentation, 0))
+    assert styled.name == "gaze_estimator" and styled.input_shape == (None, *SHAPE)
+    assert styled.layers[0].name == "images"  # no augmentation layers in the network
+    x = batch()["synthetic"]
+    assert not np.allclose(styled(x), plain(x))  # it trained on other (augmented) images
+    again = eval_lib.train_estimator(
+        config, shifted_data_dir, "synthetic",
+        augmentation=functools.partial(task_network.style_augmentation, 0))
+    np.testing.assert_allclose(again(x), styled(x), rtol=1e-4, atol=1e-5)  # seeded
+
+
 def test_a_given_task_network_is_copied_into_the_run(shifted_data_dir, tmp_path):
     given = str(tmp_path / "given.keras")
     task_network.save(linear_task(seed=9), given)
@@ -196,7 +222,7 @@ def test_a_given_task_network_is_copied_into_the_run(shifted_data_dir, tmp_path)
 
 def test_resume_rules_of_the_options():
     assert {"train.reg_feature", "train.reg_feature_size", "train.task_output",
-            "train.task_steps", "train.augment",
+            "train.task_steps", "train.task_augment", "train.augment",
             "train.balance_target"} <= set(run_config.FIXED_FIELDS)
     assert {"train.task_weight", "train.task_network", "train.augment_probability",
             "train.balance_rate", "train.balance_max_scale"} <= set(run_config.ALLOWED_FIELDS)

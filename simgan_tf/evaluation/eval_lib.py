@@ -149,9 +149,14 @@ def build_estimator(config: EvalConfig, image_shape) -> keras.Model:
 
 def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
                     strategy: tf.distribute.Strategy | None = None,
-                    verbose: int = 0, callbacks: list | None = None) -> keras.Model:
+                    verbose: int = 0, callbacks: list | None = None,
+                    augmentation=None) -> keras.Model:
     """Trains a fresh estimator on one labelled split for `config.steps` steps
-    (`callbacks`: Keras callbacks of its `fit`, e.g. a progress bar)."""
+    (`callbacks`: Keras callbacks of its `fit`, e.g. a progress bar).
+
+    `augmentation`, a function returning Keras layers that are active in training only
+    (e.g. `keras.layers.GaussianNoise`), puts those layers before the estimator while it
+    trains; the estimator returned is the bare network."""
     config.validate()
     info = schema.read_dataset_info(data_dir)
     _check_labels(info, data_dir, split, config.task)
@@ -166,8 +171,14 @@ def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
         preprocess=_targets(config, info.image_height), info=info)
     with runtime.precision_policy(config.mixed_precision), strategy.scope():
         model = build_estimator(config, info.image_shape)
-    model.fit(dataset, epochs=1, steps_per_epoch=config.steps, shuffle=False,
-              verbose=verbose, callbacks=callbacks)
+        trained = model
+        if augmentation is not None:
+            trained = keras.Sequential([keras.Input(info.image_shape), *augmentation(), model],
+                                       name=f"augmented_{model.name}")
+            trained.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                            loss=model.loss)
+    trained.fit(dataset, epochs=1, steps_per_epoch=config.steps, shuffle=False,
+                verbose=verbose, callbacks=callbacks)
     return model
 
 

@@ -66,6 +66,7 @@ FIXED_FIELDS = (
     # self-regularization, what the task network compares and how it is trained,
     # the augmentations, and whether the balance's scale (a checkpointed variable) exists.
     "train.reg_feature", "train.reg_feature_size", "train.task_output", "train.task_steps",
+    "train.task_augment",
     "train.augment", "train.balance_target",
     # Optimizer state held in the checkpoint (slot variables).
     "refiner_optimizer.name", "refiner_optimizer.momentum",

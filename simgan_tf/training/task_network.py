@@ -6,7 +6,11 @@ network trained on the synthetic split's labels and then frozen. f is the task's
 estimator of the evaluation (`evaluation.eval_lib`): the paper's gaze estimator on
 `label/gaze`, the stacked hourglass on `label/joints_uvd`, chosen by the labels the
 synthetic split carries, trained with the task's evaluation preset for
-`train.task_steps` steps with seed `train.seed`.
+`train.task_steps` steps with seed `train.seed`; with `train.task_augment` (the
+default) on synthetic images whose rendering style is randomised
+(`style_augmentation`: blur, contrast, brightness, noise), so that f reads the label
+from the image's content. A synthetic-only f is sensitive to style: the refiner is meant
+to change the style, and an f that reads the style too would penalise exactly that.
 
 Where f comes from, in order (`prepare_task_network`):
 1. `<model_dir>/task_network.keras`: the run's own, saved when it was first made, so a
@@ -22,6 +26,7 @@ The file is written through a temporary name and a rename, so it is whole or abs
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 import uuid
@@ -55,6 +60,19 @@ def task_of(info: schema.DatasetInfo, data_dir: str, split: str) -> str:
         f"on the labels of the synthetic split, {data_dir}/{split}, which has none it "
         f"knows: label fields {sorted(fields)}. Expected one of {sorted(_TASK_OF_LABEL)}, "
         "or give a trained network with train.task_network.")
+
+
+def style_augmentation(seed: int = 0) -> list[keras.layers.Layer]:
+    """Random changes of rendering style, active while f trains: a Gaussian blur (5x5,
+    sigma up to 1 pixel), contrast (factor in [0.6, 1.4]), brightness (offset up to 0.1
+    of the range) and additive Gaussian noise (sigma 0.05), on images in [-1, 1]."""
+    return [
+        keras.layers.RandomGaussianBlur(factor=1.0, kernel_size=5, sigma=1.0,
+                                        value_range=(-1, 1), seed=seed),
+        keras.layers.RandomContrast(0.4, value_range=(-1, 1), seed=seed + 1),
+        keras.layers.RandomBrightness(0.1, value_range=(-1, 1), seed=seed + 2),
+        keras.layers.GaussianNoise(0.05, seed=seed + 3),
+    ]
 
 
 def task_eval_config(config: config_lib.SimGANConfig, task: str) -> eval_lib.EvalConfig:
@@ -162,9 +180,13 @@ def prepare_task_network(config: config_lib.SimGANConfig, data_dir: str,
         task = task_of(info, data_dir, split)
         eval_config = task_eval_config(config, task)
         logging.info("Task-consistency term: training the %s estimator on %s/%s for %d "
-                     "steps (batch %d), then freezing it.", task, data_dir, split,
-                     eval_config.steps, eval_config.batch_size)
-        model = eval_lib.train_estimator(eval_config, data_dir, split, strategy=strategy)
+                     "steps (batch %d%s), then freezing it.", task, data_dir, split,
+                     eval_config.steps, eval_config.batch_size,
+                     ", random rendering style" if t.task_augment else "")
+        augmentation = (functools.partial(style_augmentation, t.seed) if t.task_augment
+                        else None)
+        model = eval_lib.train_estimator(eval_config, data_dir, split, strategy=strategy,
+                                         augmentation=augmentation)
         model.trainable = False
     if write:
         save(model, own)
