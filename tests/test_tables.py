@@ -17,14 +17,14 @@ def test_gap_closed_is_the_share_of_the_synthetic_to_oracle_gap():
 
 
 def test_the_hand_table_has_a_row_per_seed_their_mean_the_oracle_and_the_gap():
-    within = lambda v: {"2": v, "3": v + 10, "5": v + 20}  # noqa: E731
+    within = lambda v: {"5": v, "7": v + 10, "10": v + 20}  # noqa: E731
     text = tables.table(tables.HAND, summary(6.0, within(10.0), 1.0),
                         {1: summary(5.0, within(20.0), 0.8), 2: summary(4.0, within(30.0), 0.6)},
                         oracle=summary(2.0, within(50.0), 0.5))
     lines = text.splitlines()
     assert lines[0] == ("| training set | SimGAN seed | mean error (px) | % all joints within "
-                        "2 px | % all joints within 3 px | % all joints within 5 px | realism "
-                        "accuracy | realism cross-entropy | gap closed |")
+                        "5 px | % all joints within 7 px | % all joints within 10 px | "
+                        "realism accuracy | realism cross-entropy | gap closed |")
     assert lines[2] == "| synthetic | - | 6.00 | 10.0 | 20.0 | 30.0 | 100.0% | 0.500 | - |"
     assert lines[3] == "| refined | 1 | 5.00 | 20.0 | 30.0 | 40.0 | 80.0% | 0.500 | 25% |"
     assert lines[4] == "| refined | 2 | 4.00 | 30.0 | 40.0 | 50.0 | 60.0% | 0.500 | 50% |"
