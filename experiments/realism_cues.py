@@ -1,0 +1,90 @@
+"""What the realism classifier keys on: hand-made transforms of synthetic eyes, scored.
+
+Applies fixed transforms to the first `--images` synthetic eyes of the built-in
+simulator (no learning): a Gaussian blur, moments matched to the real eyes (each image's
+contrast scaled and the mean shifted so that the set's mean and mean contrast are the
+real set's), and additive Gaussian noise, quantized to 8 bits as `refine.py` writes them,
+and reports for each the realism score `evaluate.py` reports (a fresh classifier's
+held-out accuracy against as many `real_test` eyes) with the set's pixel statistics.
+A transform that lowers the score removes a cue the classifier uses; one a deterministic
+refiner cannot make (fresh random noise) bounds what a refiner can reach.
+
+Usage:
+  python -m experiments.realism_cues [--transforms=blur0.8,blur0.8+noise0.03,...]
+
+Each transform is `+`-separated steps: `blurS` (Gaussian blur, sigma S pixels), `match`
+(mean and contrast matched to real), `noiseS` (Gaussian noise of sigma S in [-1, 1]
+units); `none` is the synthetic eyes as they are.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+import numpy as np
+from scipy import ndimage
+
+from simgan_tf.evaluation import realism
+from experiments import common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("transforms", ["none", "blur0.8", "noise0.03", "blur0.8+noise0.03",
+                                 "blur0.8+match", "blur0.8+match+noise0.03"],
+                  "Transforms of the synthetic eyes to score.")
+flags.DEFINE_integer("images", 4000, "Images of each set (half train the classifier).")
+flags.DEFINE_integer("seed", 0, "Seed of the noise.")
+flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: $SIMGAN_TF_CACHE or "
+                    "~/.cache/simgan_tf).")
+
+
+def statistics(images: np.ndarray) -> dict:
+    """Mean, mean per-image standard deviation (contrast) and mean absolute difference
+    of horizontally neighbouring pixels (noise), in [-1, 1] units."""
+    return {"mean": float(images.mean()), "contrast": float(images.std(axis=(1, 2, 3)).mean()),
+            "noise": float(np.abs(np.diff(images, axis=2)).mean())}
+
+
+def transform(images: np.ndarray, spec: str, real: np.ndarray,
+              rng: np.random.Generator) -> np.ndarray:
+    """`images` after the steps of `spec` (see the module docstring), 8-bit quantized."""
+    out = images.astype(np.float32)
+    for step in spec.split("+"):
+        if step == "none":
+            continue
+        if step.startswith("blur"):
+            sigma = float(step[4:])
+            out = ndimage.gaussian_filter(out, sigma=(0, sigma, sigma, 0))
+        elif step == "match":
+            target = statistics(real)
+            current = statistics(out)
+            mean = out.mean(axis=(1, 2, 3), keepdims=True)
+            out = (out - mean) * (target["contrast"] / current["contrast"]) + mean
+            out += target["mean"] - out.mean()
+        elif step.startswith("noise"):
+            out = out + rng.normal(0.0, float(step[5:]), out.shape).astype(np.float32)
+        else:
+            raise app.UsageError(f"Unknown transform step {step!r} in {spec!r}.")
+    return np.round((np.clip(out, -1, 1) + 1) * 127.5).astype(np.float32) / 127.5 - 1
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    data_dir = common.simulator_data(FLAGS.cache_dir)
+    real = realism.load_images(data_dir, "real_test", FLAGS.images)
+    synthetic = realism.load_images(data_dir, "synthetic", FLAGS.images)
+    rng = np.random.default_rng(FLAGS.seed)
+    print("| images | mean | contrast | noise | realism accuracy | realism cross-entropy |")
+    print("|---|---|---|---|---|---|")
+    s = statistics(real)
+    print(f"| real_test | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} | - | - |",
+          flush=True)
+    for spec in FLAGS.transforms:
+        candidate = transform(synthetic, spec, real, rng)
+        s = statistics(candidate)
+        score = realism.realism_score(real, candidate)
+        print(f"| synthetic, {spec} | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} "
+              f"| {score['accuracy'] * 100:.1f}% | {score['cross_entropy']:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
