@@ -11,7 +11,8 @@ each `train.py` in a subprocess:
      latest intact checkpoint), `--kills` times, then left to finish. The kill moments
      are seeded (`--seed`): `--kills` distinct target steps drawn uniformly over the run,
      and for each a random delay of up to `--max_delay` seconds after the run's latest
-     checkpoint reached the target (so every restart makes progress, and kills land
+     checkpoint reached the target, cut short when the next checkpoint appears (so every
+     restart makes progress, no kill comes after the run has finished, and kills land
      during updates, saves and start-up alike).
 
 It then compares every tensor of both final checkpoints (all but `save_counter`, which
@@ -148,7 +149,12 @@ def kill_once(cmd: list[str], model_dir: str, log_path: str, target: int, delay:
         process = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT, env=_env())
     while latest_step(model_dir) < target and process.poll() is None:
         time.sleep(0.02)
-    time.sleep(delay)
+    # Wait out the delay, but no longer than until the next checkpoint: a fast run could
+    # otherwise finish inside the delay, and the targets leave two checkpoints after each.
+    reached, deadline = latest_step(model_dir), time.time() + delay
+    while (time.time() < deadline and process.poll() is None
+           and latest_step(model_dir) <= reached):
+        time.sleep(0.02)
     if process.poll() is not None:
         if process.returncode:
             raise RuntimeError(f"the run failed with {process.returncode}; see {log_path}")
