@@ -108,10 +108,14 @@ class RefinerConfig:
       kernel_size: kernel of the first convolution and of the ResNet blocks (gaze 3,
         hand 7).
       num_blocks: ResNet blocks of two convolutions each (gaze 4, hand 10).
+      noise_channels: channels of fresh N(0, 1) noise the first convolution sees beside
+        the image, drawn anew at every call, so the refiner can add random grain
+        (`refiner.NoiseChannels`); 0: the paper's deterministic refiner.
     """
     filters: int = 64
     kernel_size: int = 3
     num_blocks: int = 4
+    noise_channels: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,9 +440,10 @@ def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
         (config.discriminator.output in DISCRIMINATOR_OUTPUTS,
          f"discriminator.output must be one of {DISCRIMINATOR_OUTPUTS}. "
          f"Received: {config.discriminator.output!r}"),
-        (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1,
-         "refiner needs filters >= 1, num_blocks >= 0 and an odd kernel_size. "
-         f"Received: {refiner}"),
+        (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1
+         and refiner.noise_channels >= 0,
+         "refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size and "
+         f"noise_channels >= 0. Received: {refiner}"),
     ]
     for name, opt in (("refiner_optimizer", config.refiner_optimizer),
                       ("discriminator_optimizer", config.discriminator_optimizer)):
@@ -749,6 +754,7 @@ FLAG_ALIASES = {
     "export": "train.export",
     "refiner_filters": "refiner.filters",
     "refiner_blocks": "refiner.num_blocks",
+    "refiner_noise": "refiner.noise_channels",
     "keep_checkpoints": "train.keep_checkpoints",
     "skip_bad_records": "data.skip_bad_records",
     "data_service": "data.data_service",

@@ -66,6 +66,9 @@ flags.DEFINE_integer("refiner_filters", None, "Channels of the refiner's convolu
                      "(paper: 64).")
 flags.DEFINE_integer("refiner_blocks", None, "ResNet blocks of the refiner (paper: 4 gaze, "
                      "10 hand).")
+flags.DEFINE_integer("refiner_noise", None, "Channels of fresh random noise the refiner "
+                     "sees beside the image, so it can add camera grain (default 0: the "
+                     "paper's deterministic refiner).")
 flags.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept on disk.")
 flags.DEFINE_bool("skip_bad_records", None, "Skip (and count) bad input records instead of "
                   "failing; truncated or corrupt shards are read up to the damage.")

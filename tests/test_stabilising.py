@@ -25,11 +25,12 @@ SHAPE = (35, 55, 1)
 
 
 def build(*, ema_decay=None, spectral_norm=False, r1_weight=0.0, r1_every=1,
-          schedule=Schedule(2, 2, k_g=2, k_d=1, iterations=2), seed=0, **options):
+          schedule=Schedule(2, 2, k_g=2, k_d=1, iterations=2), seed=0,
+          refiner_config=config_lib.RefinerConfig(filters=8, num_blocks=1), **options):
     """A small SimGAN with SGD; `options`: further `SimGAN` arguments."""
     keras.utils.set_random_seed(seed)
     model = SimGAN(
-        build_refiner(SHAPE, config_lib.RefinerConfig(filters=8, num_blocks=1)),
+        build_refiner(SHAPE, refiner_config),
         build_discriminator(SHAPE, config_lib.DiscriminatorConfig(spectral_norm=spectral_norm)),
         HistoryBuffer(0, SHAPE), schedule=schedule, reg_weight=0.05, seed=seed,
         ema_decay=ema_decay, r1_weight=r1_weight, r1_every=r1_every, **options)

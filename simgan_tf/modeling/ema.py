@@ -69,18 +69,21 @@ class RefinerAverage(tf.Module):
         """Moves the average toward `refiner`'s current weights. Runs on each replica.
 
         Call it after the refiner's optimizer step; the weights must correspond one to
-        one with `model.weights` (the refiner this average was cloned from).
+        one with `model.weights` (the refiner this average was cloned from). Only
+        floating-point weights are averaged.
         """
         decay = self.current_decay()
-        averages = [v.value for v in self.model.weights]
-        weights = [v.value for v in refiner.weights]
+        # Floating-point weights only: an integer state (the seed of a noise layer)
+        # is the average model's own and advances when that model draws.
+        pairs = [(a.value, w.value) for a, w in zip(self.model.weights, refiner.weights)
+                 if tf.as_dtype(a.dtype).is_floating]
 
         def assign(average, weight, d):
             d = tf.cast(d, average.dtype)
             return average.assign(d * average + (1.0 - d) * weight)
 
         def merge(strategy, decay):
-            for average, weight in zip(averages, weights):
+            for average, weight in pairs:
                 strategy.extended.update(average, assign, args=(weight, decay))
 
         tf.distribute.get_replica_context().merge_call(merge, args=(decay,))
