@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 
 import numpy as np
 
@@ -204,8 +205,8 @@ def plot_curves(results: dict, path: str, *, title: str = "", xlabel: str | None
     axes.set_ylim(0, 100)
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower right")
-    if title:
-        axes.set_title(title)
+    if title:  # wrapped to the figure's width
+        axes.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=10)
     figure.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
