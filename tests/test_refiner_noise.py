@@ -1,7 +1,6 @@
 """The refiner's noise channels (`refiner.noise_channels`, modeling/refiner.py)."""
 
 import functools
-import os
 
 import keras
 import numpy as np

@@ -175,8 +175,9 @@ def train_estimator(config: EvalConfig, data_dir: str, split: str, *,
         if augmentation is not None:
             trained = keras.Sequential([keras.Input(info.image_shape), *augmentation(), model],
                                        name=f"augmented_{model.name}")
-            trained.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                            loss=model.loss)
+            # The estimator's own optimizer and loss: the layers before it have no
+            # weights, so the wrapper trains exactly the estimator's variables.
+            trained.compile(optimizer=model.optimizer, loss=model.loss)
     trained.fit(dataset, epochs=1, steps_per_epoch=config.steps, shuffle=False,
                 verbose=verbose, callbacks=callbacks)
     return model
