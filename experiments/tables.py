@@ -24,7 +24,9 @@ the gap closed: (synthetic - refined) / (synthetic - oracle) when there is an or
 into `<work>/<table file>`, and the cumulative curves of every row on one figure,
 `<work>/curves.png` (the paper's Figures 7 and 12). Steps that already finished (an
 export, a refined split, a results.json) are not run again, so an interrupted run
-resumes.
+resumes. The driver holds `<work>/run.lock` (`run_lock.RunLock`) for its whole run, so a
+second driver on the same work folder stops at once with an error naming the first,
+instead of training and evaluating the same seeds into the same folders.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from absl import flags
 from simgan_tf import config as config_lib
 from simgan_tf.data import builtin, schema
 from simgan_tf.evaluation import metrics
+from simgan_tf.training import run_lock
 from experiments import common
 
 
@@ -171,9 +174,17 @@ def table(task: Task, synthetic: dict, refined: dict[int, dict],
 
 
 def run(task: Task, args, *, oracle: bool = False) -> str:
-    """The whole protocol with the flags of `define_flags`; returns the table."""
+    """The whole protocol with the flags of `define_flags`; returns the table.
+
+    Raises:
+      RunLockedError: another driver is running on `args.work_dir`.
+    """
     work_dir = os.path.abspath(args.work_dir)
-    os.makedirs(work_dir, exist_ok=True)
+    with run_lock.RunLock(work_dir, holder_kind="table driver", folder_flag="--work_dir"):
+        return _run(task, args, work_dir, oracle)
+
+
+def _run(task: Task, args, work_dir: str, oracle: bool) -> str:
     data_dir = simulator_data(task, args.cache_dir)
     train_flags = args.train_flags.split()
     if args.cache_dir:

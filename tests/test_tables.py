@@ -1,8 +1,12 @@
 """The Table 2 / Table 4 drivers' figures (experiments/tables.py)."""
 
+import os
+import types
+
 import pytest
 
 from experiments import tables
+from simgan_tf.training import run_lock
 
 
 def summary(mean, within, accuracy):
@@ -40,3 +44,66 @@ def test_without_an_oracle_the_gap_is_not_given():
     text = tables.table(tables.GAZE, summary(4.0, within, 1.0), {3: summary(3.0, within, 0.9)})
     assert text.splitlines()[3].endswith("| 90.0% | 0.500 | - |")
     assert "oracle" not in text
+
+
+def fake_protocol(monkeypatch, tmp_path, seen):
+    """Replaces the simulator, training and evaluation of `tables.run` by stand-ins that
+    record whether the work folder's lock is held while they run."""
+    within = {"5": 70.0, "7": 80.0, "10": 90.0}
+
+    def locked(work_dir):
+        holder = run_lock.RunLock(work_dir).read()
+        return holder is not None and holder.pid == os.getpid()
+
+    def simulator_data(task, cache_dir):
+        seen.append("simulator")
+        return str(tmp_path / "simulator")
+
+    def evaluate(task, data_dir, split, eval_dir, estimator_seed, eval_flags, log):
+        seen.append((split, locked(os.path.dirname(eval_dir))))
+        return summary(4.0, within, 1.0)
+
+    def seed_run(task, seed, work_dir, data_dir, train_flags, estimator_seed, eval_flags):
+        seen.append((seed, locked(work_dir)))
+        return summary(3.0, within, 0.9)
+
+    monkeypatch.setattr(tables, "simulator_data", simulator_data)
+    monkeypatch.setattr(tables, "evaluate", evaluate)
+    monkeypatch.setattr(tables, "seed_run", seed_run)
+    monkeypatch.setattr(tables.common, "link_data", lambda *args: None)
+
+
+def driver_args(work_dir):
+    return types.SimpleNamespace(work_dir=str(work_dir), seeds=["1", "2"], cache_dir=None,
+                                 train_flags="", eval_flags="", estimator_seed=0)
+
+
+def test_the_driver_holds_its_work_folders_lock_while_it_runs(monkeypatch, tmp_path):
+    seen = []
+    fake_protocol(monkeypatch, tmp_path, seen)
+    work_dir = tmp_path / "table"
+    text = tables.run(tables.GAZE, driver_args(work_dir))
+    assert seen == ["simulator", ("synthetic", True), (1, True), (2, True)]
+    assert (work_dir / "table2.md").read_text() == text + "\n"
+    assert (work_dir / "curves.png").stat().st_size > 0
+    assert not (work_dir / run_lock.LOCK_FILE).exists()  # released at the end
+
+
+def test_a_second_driver_on_the_same_work_folder_stops_before_doing_anything(
+        monkeypatch, tmp_path):
+    seen = []
+    fake_protocol(monkeypatch, tmp_path, seen)
+    work_dir = tmp_path / "table"
+    first = run_lock.RunLock(str(work_dir)).acquire()  # a driver that is running
+    try:
+        with pytest.raises(run_lock.RunLockedError) as error:
+            tables.run(tables.GAZE, driver_args(work_dir))
+        assert f"{work_dir} is in use by another table driver: pid {os.getpid()}" in str(
+            error.value)
+        assert "use another --work_dir" in str(error.value)
+        assert seen == []  # no data rendered, no seed trained or evaluated
+        assert not (work_dir / "table2.md").exists()
+    finally:
+        first.release()
+    tables.run(tables.GAZE, driver_args(work_dir))  # free again once the first one ended
+    assert (work_dir / "table2.md").exists()

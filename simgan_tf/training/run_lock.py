@@ -125,11 +125,15 @@ class RunLock:
       stale_after: a lock whose heartbeat is older than this (seconds) is stale; must be
         several heartbeats long.
       settle_seconds: non-local file systems: wait before reading a new lock back.
+      holder_kind: what holds the lock, for the error messages ("training run"; the
+        table drivers of `experiments` lock their work folder as a "table driver").
+      folder_flag: the flag that names the folder, for the error messages.
     """
 
     def __init__(self, model_dir: str, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
                  stale_after: float = STALE_AFTER_SECONDS,
-                 settle_seconds: float = SETTLE_SECONDS):
+                 settle_seconds: float = SETTLE_SECONDS, holder_kind: str = "training run",
+                 folder_flag: str = "--model_dir"):
         if heartbeat_seconds <= 0 or stale_after < 2 * heartbeat_seconds:
             raise ValueError(
                 "Expected heartbeat_seconds > 0 and stale_after >= 2 * heartbeat_seconds. "
@@ -139,6 +143,8 @@ class RunLock:
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_after = stale_after
         self.settle_seconds = settle_seconds
+        self.holder_kind = holder_kind
+        self.folder_flag = folder_flag
         self.info: LockInfo | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -168,7 +174,8 @@ class RunLock:
                             self.path, holder.describe(), reason)
             self._remove_stale(holder)
         raise RunLockedError(f"Could not take the run lock {self.path}: other processes took "
-                             "it over at the same time. Run one training per --model_dir.")
+                             f"it over at the same time. Run one {self.holder_kind} per "
+                             f"{self.folder_flag}.")
 
     def release(self) -> None:
         """Stops the heartbeat and deletes the lock file if it is still this run's."""
@@ -193,11 +200,12 @@ class RunLock:
 
     def _locked_error(self, holder: LockInfo) -> RunLockedError:
         return RunLockedError(
-            f"{self.model_dir} is in use by another training run: {holder.describe()} "
-            f"(lock file {self.path}). Wait for it to finish or stop it, or use another "
-            "--model_dir. A lock left by a process that died is taken over by itself (at "
-            f"once on the same host, {self.stale_after:.0f} s after the last heartbeat "
-            "from another host); delete the lock file only if you know that run is gone.")
+            f"{self.model_dir} is in use by another {self.holder_kind}: "
+            f"{holder.describe()} (lock file {self.path}). Wait for it to finish or stop "
+            f"it, or use another {self.folder_flag}. A lock left by a process that died is "
+            f"taken over by itself (at once on the same host, {self.stale_after:.0f} s "
+            "after the last heartbeat from another host); delete the lock file only if you "
+            "know that run is gone.")
 
     def read(self) -> LockInfo | None:
         """The lock file's contents (`None` if there is no lock file).
