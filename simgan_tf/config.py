@@ -111,11 +111,16 @@ class RefinerConfig:
       noise_channels: channels of fresh N(0, 1) noise the first convolution sees beside
         the image, drawn anew at every call, so the refiner can add random grain
         (`refiner.NoiseChannels`); 0: the paper's deterministic refiner.
+      grain: starting standard deviation of learned output grain (`refiner.OutputGrain`):
+        fresh noise added before the output's tanh, with a per-pixel amplitude and a
+        spatial filter the refiner learns, exempt from the self-regularization and
+        task terms; 0: none (the paper).
     """
     filters: int = 64
     kernel_size: int = 3
     num_blocks: int = 4
     noise_channels: int = 0
+    grain: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -441,9 +446,9 @@ def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
          f"discriminator.output must be one of {DISCRIMINATOR_OUTPUTS}. "
          f"Received: {config.discriminator.output!r}"),
         (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1
-         and refiner.noise_channels >= 0,
-         "refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size and "
-         f"noise_channels >= 0. Received: {refiner}"),
+         and refiner.noise_channels >= 0 and refiner.grain >= 0,
+         "refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size, "
+         f"noise_channels >= 0 and grain >= 0. Received: {refiner}"),
     ]
     for name, opt in (("refiner_optimizer", config.refiner_optimizer),
                       ("discriminator_optimizer", config.discriminator_optimizer)):
@@ -755,6 +760,7 @@ FLAG_ALIASES = {
     "refiner_filters": "refiner.filters",
     "refiner_blocks": "refiner.num_blocks",
     "refiner_noise": "refiner.noise_channels",
+    "refiner_grain": "refiner.grain",
     "keep_checkpoints": "train.keep_checkpoints",
     "skip_bad_records": "data.skip_bad_records",
     "data_service": "data.data_service",

@@ -69,6 +69,9 @@ flags.DEFINE_integer("refiner_blocks", None, "ResNet blocks of the refiner (pape
 flags.DEFINE_integer("refiner_noise", None, "Channels of fresh random noise the refiner "
                      "sees beside the image, so it can add camera grain (default 0: the "
                      "paper's deterministic refiner).")
+flags.DEFINE_float("refiner_grain", None, "Starting standard deviation of learned grain "
+                   "added at the refiner's output, exempt from the self-regularization "
+                   "(default 0: none, the paper's refiner).")
 flags.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept on disk.")
 flags.DEFINE_bool("skip_bad_records", None, "Skip (and count) bad input records instead of "
                   "failing; truncated or corrupt shards are read up to the damage.")

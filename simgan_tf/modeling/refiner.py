@@ -13,6 +13,18 @@ fresh random noise, which `experiments/realism_cues.py` shows is what a realism
 classifier keys on once blur and contrast match. With `noise_channels = k`, the first
 convolution also sees k channels of fresh standard normal noise (`NoiseChannels`),
 drawn anew at every call (training, summaries, export), so R can add grain of its own.
+
+Option (`RefinerConfig.grain`, off by default): learned output grain (`OutputGrain`).
+Noise channels at the input did not help (docs/results.md): the refiner never learnt to
+use them. The reason is the shape of the losses near zero grain: the L1 term grows
+linearly with the grain's amplitude, while the discriminator can only reward grain
+through its energy, which grows quadratically, so no grain is a local minimum of the
+refiner's loss. `OutputGrain` adds fresh noise at the output, with an amplitude the
+network predicts per pixel from its last features (real camera grain depends on the
+brightness) and a learned spatial filter (real grain is correlated by the camera's
+processing), starting at `grain` rather than at zero; and the self-regularization and
+task-consistency terms are taken on the noise-free image, so only the adversarial loss
+sets the grain (`clean_view`).
 """
 
 from __future__ import annotations
@@ -40,6 +52,21 @@ def resnet_block(x, filters: int, kernel_size: int, name: str):
     y = keras.layers.Conv2D(filters, kernel_size, padding="same", name=f"{name}_conv2")(y)
     y = keras.layers.Add(name=f"{name}_add")([x, y])
     return keras.layers.ReLU(name=f"{name}_relu")(y)
+
+
+def fresh_normal(seed_generator: keras.random.SeedGenerator, shape, dtype) -> tf.Tensor:
+    """Standard normal noise of `shape`, drawn with the next seed of `seed_generator`.
+
+    Under a distribution strategy the replica's index is folded into the seed, so
+    replicas draw different noise; the generator's state is a variable, so a restored
+    checkpoint draws what the uninterrupted run would.
+    """
+    seed = tf.cast(seed_generator.next(), tf.int64)
+    context = tf.distribute.get_replica_context()
+    if context is not None:
+        seed = tf.random.experimental.stateless_fold_in(
+            seed, context.replica_id_in_sync_group)
+    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="simgan_tf")
@@ -71,15 +98,10 @@ class NoiseChannels(keras.layers.Layer):
         self.seed_state = self.seed_generator.state
 
     def call(self, images):
-        seed = tf.cast(self.seed_generator.next(), tf.int64)
-        context = tf.distribute.get_replica_context()
-        if context is not None:
-            seed = tf.random.experimental.stateless_fold_in(
-                seed, context.replica_id_in_sync_group)
         shape = tf.shape(images)
-        noise = tf.random.stateless_normal(
-            tf.stack([shape[0], shape[1], shape[2], self.channels]), seed=seed,
-            dtype=images.dtype)
+        noise = fresh_normal(self.seed_generator,
+                             tf.stack([shape[0], shape[1], shape[2], self.channels]),
+                             images.dtype)
         return tf.concat([images, noise], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -87,6 +109,97 @@ class NoiseChannels(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="simgan_tf")
+class OutputGrain(keras.layers.Layer):
+    """The refiner's output with learned grain, and without it.
+
+    With `pre` the refiner's output before the tanh and `h` its last features,
+
+        refined = tanh(pre + g * (s(h) n)),   clean = tanh(pre),
+
+    where n is fresh `N(0, 1)` noise of the image's shape (drawn anew at every call, as
+    in `NoiseChannels`), `s(h) = softplus(h W + b)` the grain's standard deviation per
+    pixel and channel (a 1x1 convolution of the features; W starts at zero and b at
+    softplus^-1(`initial_std`), so every pixel starts at `initial_std`), and `g *` a
+    learned depthwise `kernel_size` x `kernel_size` filter per channel (starting as the
+    identity), which lets the grain be spatially correlated.
+
+    Args:
+      initial_std: the grain's starting standard deviation, in the units of `pre`
+        (about [-1, 1] image units where the tanh is near linear); > 0.
+      kernel_size: odd size of the grain's filter.
+      seed: seed of the noise generator (`None`: from Keras' global seed).
+
+    Call arguments:
+      inputs: `[pre, features]`, `[b, H, W, C]` and `[b, H, W, F]`.
+
+    Returns:
+      `[refined, clean]`, both `[b, H, W, C]` in [-1, 1].
+    """
+
+    def __init__(self, initial_std: float, kernel_size: int = 3, seed: int | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not initial_std > 0 or int(kernel_size) != kernel_size or kernel_size % 2 != 1:
+            raise ValueError("Expected initial_std > 0 and an odd kernel_size. Received: "
+                             f"initial_std={initial_std}, kernel_size={kernel_size}")
+        self.initial_std = float(initial_std)
+        self.kernel_size = int(kernel_size)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_state = self.seed_generator.state  # see NoiseChannels
+
+    def build(self, input_shape):
+        pre_shape, feature_shape = input_shape
+        channels, features = pre_shape[-1], feature_shape[-1]
+        # softplus^-1(y) = log(exp(y) - 1), written to stay finite for small y.
+        bias = self.initial_std + float(tf.math.log(-tf.math.expm1(-self.initial_std)))
+        self.scale_kernel = self.add_weight(
+            shape=(features, channels), initializer="zeros", name="scale_kernel")
+        self.scale_bias = self.add_weight(
+            shape=(channels,), initializer=keras.initializers.Constant(bias),
+            name="scale_bias")
+        identity = [[[[1.0 if (i, j) == (self.kernel_size // 2,) * 2 else 0.0]
+                      for _ in range(channels)]
+                     for j in range(self.kernel_size)] for i in range(self.kernel_size)]
+        self.filter = self.add_weight(
+            shape=(self.kernel_size, self.kernel_size, channels, 1),
+            initializer=keras.initializers.Constant(identity), name="filter")
+
+    def grain_std(self, features):
+        """`s(h)`: the grain's standard deviation before the filter, `[b, H, W, C]`."""
+        return tf.nn.softplus(
+            tf.einsum("bhwf,fc->bhwc", features, self.scale_kernel) + self.scale_bias)
+
+    def call(self, inputs):
+        pre, features = inputs
+        noise = fresh_normal(self.seed_generator, tf.shape(pre), pre.dtype)
+        grain = tf.nn.depthwise_conv2d(self.grain_std(features) * noise, self.filter,
+                                       strides=[1, 1, 1, 1], padding="SAME")
+        return [tf.tanh(pre + grain), tf.tanh(pre)]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape[0]), tuple(input_shape[0])]
+
+    def get_config(self):
+        return {**super().get_config(), "initial_std": self.initial_std,
+                "kernel_size": self.kernel_size, "seed": self.seed}
+
+
+def clean_view(refiner: keras.Model) -> keras.Model | None:
+    """A model sharing `refiner`'s layers that returns `[refined, clean]`, or `None`.
+
+    For a refiner with an `OutputGrain` layer (named `grain`): one forward pass gives
+    the refined image with its grain and the noise-free image the self-regularization
+    compares with the input. `None` for a refiner without grain.
+    """
+    try:
+        grain = refiner.get_layer("grain")
+    except ValueError:
+        return None
+    return keras.Model(refiner.inputs, grain.output, name=f"{refiner.name}_clean_view")
 
 
 def build_refiner(image_shape: tuple[int, int, int],
@@ -104,10 +217,10 @@ def build_refiner(image_shape: tuple[int, int, int],
       same shape in [-1, 1]. Create it inside the strategy scope.
     """
     if (config.num_blocks < 0 or config.filters < 1 or config.kernel_size % 2 != 1
-            or config.noise_channels < 0):
+            or config.noise_channels < 0 or config.grain < 0):
         raise ValueError(
-            "Expected filters >= 1, num_blocks >= 0, an odd kernel_size and "
-            f"noise_channels >= 0. Received: {config}")
+            "Expected filters >= 1, num_blocks >= 0, an odd kernel_size, "
+            f"noise_channels >= 0 and grain >= 0. Received: {config}")
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
     if config.noise_channels:
@@ -116,6 +229,10 @@ def build_refiner(image_shape: tuple[int, int, int],
                             activation="relu", name="conv_in")(x)
     for i in range(config.num_blocks):
         x = resnet_block(x, config.filters, config.kernel_size, name=f"block{i + 1}")
+    features = x
     x = keras.layers.Conv2D(image_shape[-1], 1, padding="same", name="conv_out")(x)
-    outputs = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    if config.grain:
+        outputs, _ = OutputGrain(config.grain, name="grain", dtype="float32")([x, features])
+    else:
+        outputs = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)

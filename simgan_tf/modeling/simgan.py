@@ -25,7 +25,9 @@ summaries and refining) uses; the R1 penalty on real images (`losses.r1_penalty`
 (`losses.task_consistency_loss`) beside the self-regularization; differentiable
 augmentation of everything the discriminator sees (`augment.augment`); and the adaptive
 balance of the discriminator's learning rate (`balance.DiscriminatorBalance`). Spectral
-normalisation is a property of the discriminator network itself.
+normalisation is a property of the discriminator network itself; so is learned output
+grain of the refiner (`refiner.OutputGrain`), whose noise-free image the self-regularization
+and task terms then compare with the input, while the discriminator sees the grain.
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ from simgan_tf.modeling import losses
 from simgan_tf.modeling.balance import DiscriminatorBalance
 from simgan_tf.modeling.ema import RefinerAverage
 from simgan_tf.modeling.history import HistoryBuffer
+from simgan_tf.modeling.refiner import clean_view
 from simgan_tf.modeling.schedule import Phase, Schedule
 
 METRIC_NAMES = (
     "refiner_adv_loss",      # local adversarial loss of refined images, per image
     "refiner_reg_loss",      # lambda * ||R(x) - x||_1, per image
-    "refiner_l1_per_pixel",  # mean |R(x) - x| per pixel, in [-1, 1] image units
+    "refiner_l1_per_pixel",  # mean |R(x) - x| per pixel, in [-1, 1] image units (R(x)
+                             # without its grain when the refiner has OutputGrain)
     "disc_loss",             # discriminator loss (refined + real terms), per image pair
     "disc_acc_real",         # fraction of real patches classified real
     "disc_acc_refined",      # fraction of refined patches (fresh + history) classified refined
@@ -125,6 +129,9 @@ class SimGAN(keras.Model):
             raise ValueError("Expected augment_probability in [0, 1]. "
                              f"Received: {augment_probability}")
         self.refiner = refiner
+        # `[refined, clean]` from one pass when the refiner has output grain; not
+        # tracked (its variables are the refiner's).
+        self._clean_view = _untracked(clean_view(refiner))
         self.discriminator = discriminator
         self.history_buffer = history
         self.schedule = schedule
@@ -261,20 +268,25 @@ class SimGAN(keras.Model):
 
     def _refiner_update(self, synthetic, adversarial: bool):
         """Refiner update on lambda * L1 (+ the local adversarial loss if `adversarial`,
-        + the task-consistency term when there is a task network)."""
+        + the task-consistency term when there is a task network). With output grain,
+        the discriminator sees the refined image and the other terms its clean one."""
         variables = self.refiner.trainable_variables
+        view = self._clean_view()
         with tf.GradientTape() as tape:
-            refined = self.refiner(synthetic, training=True)
+            if view is None:
+                refined = clean = self.refiner(synthetic, training=True)
+            else:
+                refined, clean = view(synthetic, training=True)
             logits = None
             if adversarial:
                 seen = self._augment(refined, self._augment_seed(3))
                 logits = self.discriminator(seen, training=False)
             adversarial_loss, regularization = losses.refiner_loss(
-                logits, refined, synthetic, self.reg_weight, self.feature_transform)
+                logits, clean, synthetic, self.reg_weight, self.feature_transform)
             per_example = adversarial_loss + regularization
             if self.task_features is not None:
                 task = self.task_weight * losses.task_consistency_loss(
-                    self.task_features, refined, synthetic)
+                    self.task_features, clean, synthetic)
                 per_example += task
             loss = losses.average_over_global_batch(
                 per_example, self._global_batch_size(synthetic))
@@ -289,7 +301,7 @@ class SimGAN(keras.Model):
         if self.task_features is not None:
             self.trackers[TASK_METRIC].update_state(task)
         self.trackers["refiner_l1_per_pixel"].update_state(
-            tf.reduce_mean(tf.abs(tf.cast(refined, tf.float32) - synthetic), axis=[1, 2, 3]))
+            tf.reduce_mean(tf.abs(tf.cast(clean, tf.float32) - synthetic), axis=[1, 2, 3]))
 
     def _discriminator_update(self, synthetic, real, r1: bool = False,
                               adversarial: bool = True):
@@ -397,12 +409,16 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables)
     that from the first replica's gradients alone, before the inner optimizer sums them
     across replicas (Keras 3.15, `LossScaleOptimizer._tf_apply`): an overflow on another
     replica would reach the weights. So with several replicas the gradients are made
-    non-finite on every replica when they are on any (`agree_on_overflow`).
+    non-finite on every replica when they are on any (`agree_on_overflow`). Variables
+    whose gradient is `None` are not updated.
     """
     if (isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
             and tf.distribute.get_replica_context().num_replicas_in_sync > 1):
         gradients = agree_on_overflow(gradients)
-    optimizer.apply_gradients(zip(gradients, variables))
+    # Variables no term reaches this update (output grain while the refiner is
+    # pretrained on the self-regularization alone) are left as they are.
+    optimizer.apply_gradients(
+        [(g, v) for g, v in zip(gradients, variables) if g is not None])
 
 
 def agree_on_overflow(gradients: list) -> list:
