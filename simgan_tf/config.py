@@ -115,12 +115,15 @@ class RefinerConfig:
         fresh noise added before the output's tanh, with a per-pixel amplitude and a
         spatial filter the refiner learns, exempt from the self-regularization and
         task terms; 0: none (the paper).
+      grain_rate: how many times faster than the refiner's convolutions the grain's
+        weights learn (`OutputGrain`'s `rate`).
     """
     filters: int = 64
     kernel_size: int = 3
     num_blocks: int = 4
     noise_channels: int = 0
     grain: float = 0.0
+    grain_rate: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -446,9 +449,9 @@ def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
          f"discriminator.output must be one of {DISCRIMINATOR_OUTPUTS}. "
          f"Received: {config.discriminator.output!r}"),
         (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1
-         and refiner.noise_channels >= 0 and refiner.grain >= 0,
+         and refiner.noise_channels >= 0 and refiner.grain >= 0 and refiner.grain_rate > 0,
          "refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size, "
-         f"noise_channels >= 0 and grain >= 0. Received: {refiner}"),
+         f"noise_channels >= 0, grain >= 0 and grain_rate > 0. Received: {refiner}"),
     ]
     for name, opt in (("refiner_optimizer", config.refiner_optimizer),
                       ("discriminator_optimizer", config.discriminator_optimizer)):

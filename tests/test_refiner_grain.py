@@ -40,9 +40,13 @@ def test_grain_starts_white_at_its_initial_std_and_is_drawn_anew_at_every_call()
     assert abs(np.corrcoef(grain[:, :, 1:].ravel(), grain[:, :, :-1].ravel())[0, 1]) < 0.03
     again, _ = layer([pre, features])
     assert not np.allclose(refined, again)
-    assert layer.filter.shape == (3, 3, 1, 1) and layer.scale_kernel.shape == (4, 1)
-    for bad in ({"initial_std": 0.0}, {"initial_std": 0.1, "kernel_size": 2}):
-        with pytest.raises(ValueError, match="initial_std > 0 and an odd kernel_size"):
+    identity = np.zeros((3, 3, 1, 1), np.float32)
+    identity[1, 1] = 1.0
+    np.testing.assert_array_equal(layer.filter, identity)
+    assert layer.scale_kernel.shape == (4, 1)
+    for bad in ({"initial_std": 0.0}, {"initial_std": 0.1, "kernel_size": 2},
+                {"initial_std": 0.1, "rate": 0.0}):
+        with pytest.raises(ValueError, match="initial_std > 0, an odd kernel_size and rate"):
             OutputGrain(**bad)
 
 
@@ -52,24 +56,43 @@ def test_the_grain_amplitude_follows_the_features_and_the_filter_correlates_it()
     # The top half's feature is 0, the bottom half's 1.
     features = tf.concat([tf.zeros([16, 35, 55, 1]), tf.ones([16, 35, 55, 1])], axis=1)
     layer([pre, features])
-    layer.scale_kernel.assign([[1.0]])
+    layer.scale_kernel.assign([[1.0 / layer.rate]])
     refined, clean = layer([pre, features])
     grain = grain_of(refined, clean)
     top, bottom = grain[:, :35].std(), grain[:, 35:].std()
     # softplus(b) = 0.05 where the feature is 0; softplus(b + 1) where it is 1.
-    bias = float(layer.scale_bias[0])
+    bias = layer.rate * float(layer.scale_bias[0])
     assert abs(top - 0.05) < 0.003
     assert abs(bottom - np.log1p(np.exp(bias + 1.0))) < 0.005 and bottom > 2 * top
     box = np.zeros((3, 3, 1, 1), np.float32)
     box[1, :, 0, 0] = 1.0 / 3  # a horizontal box filter
     layer.scale_kernel.assign([[0.0]])
-    layer.filter.assign(box)
+    layer.filter_offset.assign((box - layer.filter.numpy()) / layer.rate)
+    np.testing.assert_allclose(layer.filter, box, atol=1e-7)
     refined, clean = layer([pre[:, :35], features[:, :35]])
     grain = grain_of(refined, clean)[:, :, 1:-1]
     assert abs(grain.std() - 0.05 / np.sqrt(3)) < 0.002
     # Neighbours share two of three noise values: correlation 2/3.
     assert abs(np.corrcoef(grain[:, :, 1:].ravel(), grain[:, :, :-1].ravel())[0, 1]
                - 2 / 3) < 0.03
+
+
+@pytest.mark.parametrize("rate", [1.0, 10.0])
+def test_the_grain_learns_rate_times_faster_than_a_plain_weight_under_adam(rate):
+    layer = OutputGrain(0.05, rate=rate, seed=3)
+    pre, features = tf.zeros([2, 8, 8, 1]), tf.ones([2, 8, 8, 3])
+    layer([pre, features])
+    before = layer.rate * layer.scale_bias.numpy()
+    optimizer = keras.optimizers.Adam(1e-3)
+    with tf.GradientTape() as tape:
+        refined, _ = layer([pre, features])
+        loss = tf.reduce_mean(tf.square(refined))  # wants less grain
+    variables = [layer.scale_bias, layer.scale_kernel, layer.filter_offset]
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    # Adam's first step moves each weight by its learning rate (against the gradient's
+    # sign): the softplus argument, rate * b, moves by rate * 1e-3.
+    np.testing.assert_allclose(layer.rate * layer.scale_bias.numpy() - before, -rate * 1e-3,
+                               rtol=1e-3)
 
 
 def test_a_refiner_with_grain_has_a_clean_view_and_zero_grain_is_the_paper():

@@ -126,10 +126,18 @@ class OutputGrain(keras.layers.Layer):
     learned depthwise `kernel_size` x `kernel_size` filter per channel (starting as the
     identity), which lets the grain be spatially correlated.
 
+    The grain's weights enter multiplied by `rate` (W and b as `rate * (h W + b)`, the
+    filter as `identity + rate * offset`), the runtime scaling of Karras et al.'s
+    equalized learning rate: Adam moves a weight by about its learning rate whatever the
+    gradient's scale, so these move `rate` times faster than the refiner's convolutions.
+    At the refiner's learning rate alone (2e-4) the grain's amplitude could change by only
+    about 4% in the 200 refiner updates of the demo schedule.
+
     Args:
       initial_std: the grain's starting standard deviation, in the units of `pre`
         (about [-1, 1] image units where the tanh is near linear); > 0.
       kernel_size: odd size of the grain's filter.
+      rate: multiplier of the grain's weights (> 0; see above).
       seed: seed of the noise generator (`None`: from Keras' global seed).
 
     Call arguments:
@@ -139,14 +147,17 @@ class OutputGrain(keras.layers.Layer):
       `[refined, clean]`, both `[b, H, W, C]` in [-1, 1].
     """
 
-    def __init__(self, initial_std: float, kernel_size: int = 3, seed: int | None = None,
-                 **kwargs):
+    def __init__(self, initial_std: float, kernel_size: int = 3, rate: float = 10.0,
+                 seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if not initial_std > 0 or int(kernel_size) != kernel_size or kernel_size % 2 != 1:
-            raise ValueError("Expected initial_std > 0 and an odd kernel_size. Received: "
-                             f"initial_std={initial_std}, kernel_size={kernel_size}")
+        if (not initial_std > 0 or int(kernel_size) != kernel_size or kernel_size % 2 != 1
+                or not rate > 0):
+            raise ValueError(
+                "Expected initial_std > 0, an odd kernel_size and rate > 0. Received: "
+                f"initial_std={initial_std}, kernel_size={kernel_size}, rate={rate}")
         self.initial_std = float(initial_std)
         self.kernel_size = int(kernel_size)
+        self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.seed_state = self.seed_generator.state  # see NoiseChannels
@@ -159,19 +170,25 @@ class OutputGrain(keras.layers.Layer):
         self.scale_kernel = self.add_weight(
             shape=(features, channels), initializer="zeros", name="scale_kernel")
         self.scale_bias = self.add_weight(
-            shape=(channels,), initializer=keras.initializers.Constant(bias),
+            shape=(channels,), initializer=keras.initializers.Constant(bias / self.rate),
             name="scale_bias")
-        identity = [[[[1.0 if (i, j) == (self.kernel_size // 2,) * 2 else 0.0]
-                      for _ in range(channels)]
-                     for j in range(self.kernel_size)] for i in range(self.kernel_size)]
-        self.filter = self.add_weight(
-            shape=(self.kernel_size, self.kernel_size, channels, 1),
-            initializer=keras.initializers.Constant(identity), name="filter")
+        self.filter_offset = self.add_weight(
+            shape=(self.kernel_size, self.kernel_size, channels, 1), initializer="zeros",
+            name="filter_offset")
+        centre = self.kernel_size // 2
+        self._identity = tf.scatter_nd(
+            [[centre, centre, c, 0] for c in range(channels)], tf.ones([channels]),
+            [self.kernel_size, self.kernel_size, channels, 1])
+
+    @property
+    def filter(self) -> tf.Tensor:
+        """g: the grain's `[k, k, C, 1]` depthwise filter."""
+        return self._identity + self.rate * self.filter_offset
 
     def grain_std(self, features):
         """`s(h)`: the grain's standard deviation before the filter, `[b, H, W, C]`."""
-        return tf.nn.softplus(
-            tf.einsum("bhwf,fc->bhwc", features, self.scale_kernel) + self.scale_bias)
+        return tf.nn.softplus(self.rate * (
+            tf.einsum("bhwf,fc->bhwc", features, self.scale_kernel) + self.scale_bias))
 
     def call(self, inputs):
         pre, features = inputs
@@ -185,7 +202,7 @@ class OutputGrain(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "initial_std": self.initial_std,
-                "kernel_size": self.kernel_size, "seed": self.seed}
+                "kernel_size": self.kernel_size, "rate": self.rate, "seed": self.seed}
 
 
 def clean_view(refiner: keras.Model) -> keras.Model | None:
@@ -217,10 +234,10 @@ def build_refiner(image_shape: tuple[int, int, int],
       same shape in [-1, 1]. Create it inside the strategy scope.
     """
     if (config.num_blocks < 0 or config.filters < 1 or config.kernel_size % 2 != 1
-            or config.noise_channels < 0 or config.grain < 0):
+            or config.noise_channels < 0 or config.grain < 0 or config.grain_rate <= 0):
         raise ValueError(
             "Expected filters >= 1, num_blocks >= 0, an odd kernel_size, "
-            f"noise_channels >= 0 and grain >= 0. Received: {config}")
+            f"noise_channels >= 0, grain >= 0 and grain_rate > 0. Received: {config}")
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
     if config.noise_channels:
@@ -232,7 +249,8 @@ def build_refiner(image_shape: tuple[int, int, int],
     features = x
     x = keras.layers.Conv2D(image_shape[-1], 1, padding="same", name="conv_out")(x)
     if config.grain:
-        outputs, _ = OutputGrain(config.grain, name="grain", dtype="float32")([x, features])
+        outputs, _ = OutputGrain(config.grain, rate=config.grain_rate, name="grain",
+                                 dtype="float32")([x, features])
     else:
         outputs = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
