@@ -14,6 +14,7 @@ from simgan_tf.modeling.schedule import Phase
 from simgan_tf.serving import export
 from simgan_tf.training import train_lib
 from test_model import batch
+from test_refiner_noise import assert_a_restored_refiner_draws_the_same
 from test_stabilising import build as build_simgan
 from test_stabilising import mirrored_step
 from test_train import tiny_config
@@ -142,16 +143,7 @@ def test_the_self_regularization_sees_the_clean_image_and_only_the_adversarial_l
 
 
 def test_the_grain_generator_is_checkpointed_so_a_restored_refiner_draws_the_same(tmp_path):
-    keras.utils.set_random_seed(0)
-    refiner = build_refiner(SHAPE, CONFIG)
-    x = batch()["synthetic"]
-    refiner(x)
-    path = tf.train.Checkpoint(refiner=refiner).save(str(tmp_path / "ckpt"))
-    expected = refiner(x).numpy()
-    keras.utils.set_random_seed(1)
-    restored = build_refiner(SHAPE, CONFIG)
-    tf.train.Checkpoint(refiner=restored).restore(path).assert_existing_objects_matched()
-    np.testing.assert_array_equal(restored(x), expected)
+    assert_a_restored_refiner_draws_the_same(CONFIG, tmp_path)
 
 
 def test_every_phase_runs_with_grain_and_the_ema_and_replicas_stay_in_sync(mirrored_strategy):

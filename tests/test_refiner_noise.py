@@ -45,17 +45,23 @@ def test_a_noisy_refiner_refines_the_same_image_differently_and_zero_channels_is
         build_refiner(SHAPE, config_lib.RefinerConfig(noise_channels=-1))
 
 
-def test_the_generator_state_is_checkpointed_so_a_restored_refiner_draws_the_same(tmp_path):
+def assert_a_restored_refiner_draws_the_same(config, tmp_path):
+    """A refiner of `config` restored from a checkpoint draws what the saved one would
+    have drawn next (the noise generator's state is in the checkpoint)."""
     keras.utils.set_random_seed(0)
-    refiner = build_refiner(SHAPE, CONFIG)
+    refiner = build_refiner(SHAPE, config)
     x = batch()["synthetic"]
     refiner(x)
     path = tf.train.Checkpoint(refiner=refiner).save(str(tmp_path / "ckpt"))
     expected = refiner(x).numpy()
     keras.utils.set_random_seed(1)
-    restored = build_refiner(SHAPE, CONFIG)
+    restored = build_refiner(SHAPE, config)
     tf.train.Checkpoint(refiner=restored).restore(path).assert_existing_objects_matched()
     np.testing.assert_array_equal(restored(x), expected)
+
+
+def test_the_generator_state_is_checkpointed_so_a_restored_refiner_draws_the_same(tmp_path):
+    assert_a_restored_refiner_draws_the_same(CONFIG, tmp_path)
 
 
 def test_replicas_draw_different_noise(mirrored_strategy):

@@ -29,7 +29,10 @@ sets the grain (`clean_view`).
 
 from __future__ import annotations
 
+import math
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from simgan_tf import config as config_lib
@@ -166,7 +169,7 @@ class OutputGrain(keras.layers.Layer):
         pre_shape, feature_shape = input_shape
         channels, features = pre_shape[-1], feature_shape[-1]
         # softplus^-1(y) = log(exp(y) - 1), written to stay finite for small y.
-        bias = self.initial_std + float(tf.math.log(-tf.math.expm1(-self.initial_std)))
+        bias = self.initial_std + math.log(-math.expm1(-self.initial_std))
         self.scale_kernel = self.add_weight(
             shape=(features, channels), initializer="zeros", name="scale_kernel")
         self.scale_bias = self.add_weight(
@@ -176,9 +179,9 @@ class OutputGrain(keras.layers.Layer):
             shape=(self.kernel_size, self.kernel_size, channels, 1), initializer="zeros",
             name="filter_offset")
         centre = self.kernel_size // 2
-        self._identity = tf.scatter_nd(
-            [[centre, centre, c, 0] for c in range(channels)], tf.ones([channels]),
-            [self.kernel_size, self.kernel_size, channels, 1])
+        self._identity = np.zeros((self.kernel_size, self.kernel_size, channels, 1),
+                                  np.float32)
+        self._identity[centre, centre] = 1.0
 
     @property
     def filter(self) -> tf.Tensor:
