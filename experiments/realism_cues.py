@@ -14,7 +14,10 @@ Usage:
 
 Each transform is `+`-separated steps: `blurS` (Gaussian blur, sigma S pixels), `match`
 (mean and contrast matched to real), `noiseS` (Gaussian noise of sigma S in [-1, 1]
-units); `none` is the synthetic eyes as they are.
+units), `textureS@C` (multiplicative texture: the image in [0, 1] intensity times
+`1 + S * n`, where `n` is white noise smoothed by a Gaussian of sigma C pixels and
+rescaled to unit standard deviation, so its grain is about C pixels across); `none` is
+the synthetic eyes as they are.
 """
 
 from __future__ import annotations
@@ -61,6 +64,15 @@ def transform(images: np.ndarray, spec: str, real: np.ndarray,
             out += target["mean"] - out.mean()
         elif step.startswith("noise"):
             out = out + rng.normal(0.0, float(step[5:]), out.shape).astype(np.float32)
+        elif step.startswith("texture"):
+            strength, _, cell = step[7:].partition("@")
+            if not cell:
+                raise app.UsageError(f"Texture step {step!r} in {spec!r} needs a cell size: "
+                                     "textureS@C.")
+            noise = rng.standard_normal(out.shape).astype(np.float32)
+            noise = ndimage.gaussian_filter(noise, sigma=(0, float(cell), float(cell), 0))
+            noise /= noise.std(axis=(1, 2, 3), keepdims=True)
+            out = (out + 1) * (1 + float(strength) * noise) - 1
         else:
             raise app.UsageError(f"Unknown transform step {step!r} in {spec!r}.")
     return np.round((np.clip(out, -1, 1) + 1) * 127.5).astype(np.float32) / 127.5 - 1

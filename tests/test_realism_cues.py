@@ -1,0 +1,46 @@
+"""The hand-made transforms `experiments.realism_cues` scores."""
+
+from absl import app
+import numpy as np
+import pytest
+
+from experiments import realism_cues
+
+
+def flat_images(value=0.0, n=4, h=24, w=32):
+    return np.full((n, h, w, 1), value, np.float32)
+
+
+def test_none_only_quantizes_to_8_bits():
+    images = np.linspace(-1, 1, 4 * 6 * 8, dtype=np.float32).reshape(4, 6, 8, 1)
+    out = realism_cues.transform(images, "none", images, np.random.default_rng(0))
+    np.testing.assert_allclose(out, np.round((images + 1) * 127.5) / 127.5 - 1, atol=1e-6)
+
+
+def test_texture_multiplies_the_intensity_by_smooth_noise_of_the_given_strength():
+    images = flat_images(0.0)  # intensity 0.5 in [0, 1]
+    out = realism_cues.transform(images, "texture0.1@3", images, np.random.default_rng(0))
+    # (x + 1) * (1 + 0.1 n) - 1 with x = 0 and unit-std n: standard deviation 0.1.
+    assert out.std(axis=(1, 2, 3)) == pytest.approx([0.1] * 4, abs=0.01)
+    assert abs(out.mean()) < 0.03
+    # Smooth over about 3 pixels: neighbours are far more alike than in white noise.
+    white = realism_cues.transform(images, "noise0.1", images, np.random.default_rng(0))
+    assert np.abs(np.diff(out, axis=2)).mean() < 0.3 * np.abs(np.diff(white, axis=2)).mean()
+
+
+def test_texture_is_multiplicative_so_black_stays_black():
+    images = flat_images(-1.0)
+    out = realism_cues.transform(images, "texture0.2@1.5", images, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, -1.0)
+
+
+def test_a_texture_step_without_a_cell_size_is_a_usage_error():
+    images = flat_images()
+    with pytest.raises(app.UsageError, match="textureS@C"):
+        realism_cues.transform(images, "blur1.0+texture0.1", images, np.random.default_rng(0))
+
+
+def test_an_unknown_step_is_named_in_the_error():
+    images = flat_images()
+    with pytest.raises(app.UsageError, match="'sharpen'"):
+        realism_cues.transform(images, "sharpen", images, np.random.default_rng(0))
