@@ -16,7 +16,7 @@ effects the realism classifier keys on.
 
 Usage:
   python -m experiments.camera_effects --work_dir=runs/camera-effects \
-      [--effects=glint,illumination,...] [--seed=0]
+      [--effects=glint,illumination,glint+illumination,...] [--seed=0]
 
 Renders into `<work_dir>/data` (the simulator's `real`, `synthetic` and `real_test`
 splits linked beside the new ones); finished renders and evaluations are not repeated.
@@ -54,7 +54,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "runs/camera-effects", "Where renders, results and the "
                     "table go.")
 flags.DEFINE_list("effects", list(EFFECTS), f"Effects to leave out, one at a time: "
-                  f"{', '.join(EFFECTS)}.")
+                  f"{', '.join(EFFECTS)}; `a+b` leaves out several together.")
 flags.DEFINE_integer("seed", 0, "Estimator and realism classifier seed (`evaluate.py "
                      "--seed`).")
 flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: $SIMGAN_TF_CACHE or "
@@ -62,14 +62,20 @@ flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: $SIMGAN_T
 
 
 def config_without(effect: str) -> eyes.SimulatorConfig:
-    """The default simulator config with `effect` (a key of `EFFECTS`) turned off."""
-    if effect not in EFFECTS:
-        raise ValueError(f"Expected an effect in {sorted(EFFECTS)}. Received: {effect!r}")
-    return dataclasses.replace(eyes.SimulatorConfig(), **EFFECTS[effect])
+    """The default simulator config with `effect` turned off: a key of `EFFECTS`, or
+    several joined by `+` (all of them off)."""
+    changes = {}
+    for name in effect.split("+"):
+        if name not in EFFECTS:
+            raise ValueError(f"Unknown effect {name!r} in {effect!r}: expected effects in "
+                             f"{sorted(EFFECTS)}, joined by '+'.")
+        changes.update(EFFECTS[name])
+    return dataclasses.replace(eyes.SimulatorConfig(), **changes)
 
 
 def split_name(effect: str) -> str:
-    return f"real_without_{effect}"
+    """`real_without_<effect>`, several effects joined by `_and_`."""
+    return "real_without_" + "_and_".join(effect.split("+"))
 
 
 def render_without(data_dir: str, effect: str, count: int, seed: int) -> str:
@@ -111,7 +117,7 @@ def format_table(rows: list[tuple[str, float, float | None]], oracle: float,
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    unknown = [e for e in FLAGS.effects if e not in EFFECTS]
+    unknown = [e for e in FLAGS.effects if any(n not in EFFECTS for n in e.split("+"))]
     if unknown:
         raise app.UsageError(f"Unknown effects {unknown}; expected some of {list(EFFECTS)}.")
     work_dir = os.path.abspath(FLAGS.work_dir)
@@ -137,7 +143,8 @@ def main(argv):
         for effect in FLAGS.effects:
             split = render_without(data_dir, effect, data.simulator_num_real, real_seed)
             error, accuracy = evaluate(split)
-            rows.append((f"real without {effect.replace('_', ' ')}", error, accuracy))
+            rows.append((f"real without {effect.replace('_', ' ').replace('+', ' and ')}",
+                         error, accuracy))
             print(f"without {effect}: {error:.2f} deg", flush=True)
         rows.append(("synthetic", synthetic, synthetic_realism))
         table = format_table(rows, oracle, synthetic)

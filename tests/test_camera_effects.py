@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 import pytest
@@ -19,9 +20,18 @@ def test_leaving_out_an_effect_changes_only_its_own_fields(effect):
     assert differing == set(camera_effects.EFFECTS[effect])
 
 
-def test_an_unknown_effect_is_named_in_the_error():
-    with pytest.raises(ValueError, match="'lens_flare'"):
-        camera_effects.config_without("lens_flare")
+def test_effects_joined_by_plus_are_left_out_together():
+    config = camera_effects.config_without("glint+illumination")
+    assert config.glint_range == (0.0, 0.0) and config.illumination_strength == 0.0
+    assert config.blur_sigma_range == eyes.SimulatorConfig().blur_sigma_range
+    assert camera_effects.split_name("glint+illumination") == (
+        "real_without_glint_and_illumination")
+
+
+@pytest.mark.parametrize("effect", ["lens_flare", "glint+lens_flare"])
+def test_an_unknown_effect_is_named_in_the_error(effect):
+    with pytest.raises(ValueError, match=re.escape(f"'lens_flare' in '{effect}'")):
+        camera_effects.config_without(effect)
 
 
 def small_real_split(data_dir, count=6, seed=2):
