@@ -51,14 +51,19 @@ EFFECTS = {
 }
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("work_dir", "runs/camera-effects", "Where renders, results and the "
-                    "table go.")
-flags.DEFINE_list("effects", list(EFFECTS), f"Effects to leave out, one at a time: "
-                  f"{', '.join(EFFECTS)}; `a+b` leaves out several together.")
-flags.DEFINE_integer("seed", 0, "Estimator and realism classifier seed (`evaluate.py "
-                     "--seed`).")
-flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: $SIMGAN_TF_CACHE or "
-                    "~/.cache/simgan_tf).")
+
+
+def define_flags() -> None:
+    """The command's flags: defined only when it runs, so importing this module (as the
+    tests do) leaves the global flag registry to other commands."""
+    flags.DEFINE_string("work_dir", "runs/camera-effects", "Where renders, results and the "
+                        "table go.")
+    flags.DEFINE_list("effects", list(EFFECTS), f"Effects to leave out, one at a time: "
+                      f"{', '.join(EFFECTS)}; `a+b` leaves out several together.")
+    flags.DEFINE_integer("seed", 0, "Estimator and realism classifier seed (`evaluate.py "
+                         "--seed`).")
+    flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: "
+                        "$SIMGAN_TF_CACHE or ~/.cache/simgan_tf).")
 
 
 def config_without(effect: str) -> eyes.SimulatorConfig:
@@ -156,4 +161,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -30,13 +30,18 @@ from simgan_tf.evaluation import realism
 from experiments import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("transforms", ["none", "blur0.8", "noise0.03", "blur0.8+noise0.03",
-                                 "blur0.8+match", "blur0.8+match+noise0.03"],
-                  "Transforms of the synthetic eyes to score.")
-flags.DEFINE_integer("images", 4000, "Images of each set (half train the classifier).")
-flags.DEFINE_integer("seed", 0, "Seed of the noise.")
-flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: $SIMGAN_TF_CACHE or "
-                    "~/.cache/simgan_tf).")
+
+
+def define_flags() -> None:
+    """The command's flags: defined only when it runs, so importing this module (as the
+    tests do) leaves the global flag registry to other commands."""
+    flags.DEFINE_list("transforms", ["none", "blur0.8", "noise0.03", "blur0.8+noise0.03",
+                                     "blur0.8+match", "blur0.8+match+noise0.03"],
+                      "Transforms of the synthetic eyes to score.")
+    flags.DEFINE_integer("images", 4000, "Images of each set (half train the classifier).")
+    flags.DEFINE_integer("seed", 0, "Seed of the noise.")
+    flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: "
+                        "$SIMGAN_TF_CACHE or ~/.cache/simgan_tf).")
 
 
 def statistics(images: np.ndarray) -> dict:
@@ -99,4 +104,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
