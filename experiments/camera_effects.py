@@ -26,7 +26,6 @@ Writes `<work_dir>/camera_effects.md`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 from absl import app, flags
@@ -35,7 +34,7 @@ from simgan_tf import config as config_lib
 from simgan_tf.data import builtin, schema
 from simgan_tf.simulators import eyes
 from simgan_tf.training import run_lock
-from experiments import common
+from experiments import common, tables
 
 # The `SimulatorConfig` fields that turn each camera effect off. JPEG cannot be skipped
 # by configuration; quality 95, the highest allowed, leaves the least of it.
@@ -95,14 +94,6 @@ def render_without(data_dir: str, effect: str, count: int, seed: int) -> str:
     return split
 
 
-def mean_error(output_dir: str, split: str) -> tuple[float, float | None]:
-    """(mean error in degrees, realism accuracy or None) of `evaluate.py`'s results."""
-    with open(os.path.join(output_dir, "results.json"), encoding="utf-8") as f:
-        results = json.load(f)
-    row = results["splits"][split]
-    return row["mean"], (row.get("realism") or {}).get("accuracy")
-
-
 def format_table(rows: list[tuple[str, float, float | None]], oracle: float,
                  synthetic: float) -> str:
     """Markdown: per training set its error, the rise over the oracle and that rise as a
@@ -112,7 +103,7 @@ def format_table(rows: list[tuple[str, float, float | None]], oracle: float,
              "|---|---|---|---|---|"]
     for name, error, accuracy in rows:
         rise = error - oracle
-        share = rise / (synthetic - oracle) if synthetic != oracle else float("nan")
+        share = 1.0 - tables.gap_closed(synthetic, error, oracle)
         realism = "-" if accuracy is None else f"{accuracy * 100:.1f}%"
         lines.append(f"| {name} | {error:.2f} | {rise:+.2f} | {share * 100:.0f}% "
                      f"| {realism} |")
@@ -136,11 +127,11 @@ def main(argv):
         real_seed = builtin.split_seeds(0)["real"]
 
         def evaluate(split: str) -> tuple[float, float | None]:
-            output_dir = os.path.join(work_dir, f"eval-{split}")
-            if not os.path.exists(os.path.join(output_dir, "results.json")):
-                common.run(common.evaluate_command(data_dir, FLAGS.seed, split, output_dir),
-                           os.path.join(work_dir, f"log-{split}.txt"))
-            return mean_error(output_dir, split)
+            """(mean error in degrees, realism accuracy) of the estimator trained on it."""
+            summary = tables.evaluate(tables.GAZE, data_dir, split,
+                                      os.path.join(work_dir, f"eval-{split}"), FLAGS.seed, [],
+                                      os.path.join(work_dir, f"log-{split}.txt"))
+            return summary["mean"], summary.get("realism", {}).get("accuracy")
 
         oracle, oracle_realism = evaluate("real")
         synthetic, synthetic_realism = evaluate("synthetic")
