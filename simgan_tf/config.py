@@ -117,6 +117,13 @@ class RefinerConfig:
         task terms; 0: none (the paper).
       grain_rate: how many times faster than the refiner's convolutions the grain's
         weights learn (`OutputGrain`'s `rate`).
+      lighting: starting standard deviation of random lighting per image
+        (`refiner.OutputLighting`): a brightness offset, a contrast gain and a smooth
+        multiplicative light field, drawn anew for every image with strengths the
+        refiner learns, exempt from the self-regularization and task terms; 0: none
+        (the paper).
+      lighting_rate: how many times faster than the refiner's convolutions the
+        lighting's strengths learn (`OutputLighting`'s `rate`).
     """
     filters: int = 64
     kernel_size: int = 3
@@ -124,6 +131,8 @@ class RefinerConfig:
     noise_channels: int = 0
     grain: float = 0.0
     grain_rate: float = 10.0
+    lighting: float = 0.0
+    lighting_rate: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,9 +458,11 @@ def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
          f"discriminator.output must be one of {DISCRIMINATOR_OUTPUTS}. "
          f"Received: {config.discriminator.output!r}"),
         (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1
-         and refiner.noise_channels >= 0 and refiner.grain >= 0 and refiner.grain_rate > 0,
+         and refiner.noise_channels >= 0 and refiner.grain >= 0 and refiner.grain_rate > 0
+         and refiner.lighting >= 0 and refiner.lighting_rate > 0,
          "refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size, "
-         f"noise_channels >= 0, grain >= 0 and grain_rate > 0. Received: {refiner}"),
+         "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0 and "
+         f"lighting_rate > 0. Received: {refiner}"),
     ]
     for name, opt in (("refiner_optimizer", config.refiner_optimizer),
                       ("discriminator_optimizer", config.discriminator_optimizer)):
@@ -764,6 +775,7 @@ FLAG_ALIASES = {
     "refiner_blocks": "refiner.num_blocks",
     "refiner_noise": "refiner.noise_channels",
     "refiner_grain": "refiner.grain",
+    "refiner_lighting": "refiner.lighting",
     "keep_checkpoints": "train.keep_checkpoints",
     "skip_bad_records": "data.skip_bad_records",
     "data_service": "data.data_service",

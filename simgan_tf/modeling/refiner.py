@@ -25,6 +25,16 @@ brightness) and a learned spatial filter (real grain is correlated by the camera
 processing), starting at `grain` rather than at zero; and the self-regularization and
 task-consistency terms are taken on the noise-free image, so only the adversarial loss
 sets the grain (`clean_view`).
+
+Option (`RefinerConfig.lighting`, off by default): random lighting per image
+(`OutputLighting`). Grain is random per pixel; a real camera's exposure, gain and
+illumination are random per image, and a refiner that is a function of the synthetic
+image cannot draw them: its brightness, contrast and light field follow the eye's content,
+so an estimator trained on its output never sees the variety of real eyes
+(`experiments/camera_effects.py` measures what that variety is worth to the estimator).
+`OutputLighting` multiplies the refined intensity by a random smooth field and scales and
+shifts it by a random gain and offset, each drawn per image with a standard deviation the
+refiner learns, exempt from the self-regularization and task terms like the grain.
 """
 
 from __future__ import annotations
@@ -208,18 +218,136 @@ class OutputGrain(keras.layers.Layer):
                 "kernel_size": self.kernel_size, "rate": self.rate, "seed": self.seed}
 
 
+LIGHTING_TERMS = ("brightness", "contrast", "x", "y", "x2", "y2", "xy")
+
+
+def lighting_field(height: int, width: int) -> np.ndarray:
+    """The smooth field's basis: `[H, W, 5]` polynomials of degree <= 2 over the image.
+
+    With u, v the pixel centres' coordinates scaled to [-1, 1] (u across, v down):
+    u, v, u^2 - m_u, v^2 - m_v, u v, where m is the mean of u^2 (v^2) over the pixels, so
+    every term averages to zero over the image and the field does not change its mean
+    brightness (`OutputLighting`'s offset does that).
+    """
+    v, u = np.meshgrid((np.arange(height) + 0.5) / height * 2.0 - 1.0,
+                       (np.arange(width) + 0.5) / width * 2.0 - 1.0, indexing="ij")
+    terms = np.stack([u, v, u * u - np.mean(u * u), v * v - np.mean(v * v), u * v], axis=-1)
+    return terms.astype(np.float32)
+
+
+def light(images: tf.Tensor, codes: tf.Tensor, field: tf.Tensor) -> tf.Tensor:
+    """Lights `images` with per-image lighting `codes`.
+
+    With i = (images + 1) / 2 the intensity in [0, 1] and a code
+    `(b, c, f_1 .. f_5)` per image,
+
+        i' = (0.5 + (1 + c) (i - 0.5) + b) (1 + sum_k f_k P_k),
+
+    a brightness offset b, a contrast gain 1 + c about mid-grey and a multiplicative
+    smooth light field with the basis P of `lighting_field`; the result is `2 i' - 1`
+    clipped to [-1, 1] (a camera saturates), the same for every channel.
+
+    Args:
+      images: `[b, H, W, C]` in [-1, 1].
+      codes: `[b, 7]` (the order of `LIGHTING_TERMS`).
+      field: `[H, W, 5]` basis (`lighting_field`).
+
+    Returns:
+      `[b, H, W, C]` in [-1, 1].
+    """
+    intensity = (images + 1.0) * 0.5
+    codes = codes[:, None, None, :]
+    offset, gain = codes[..., 0:1], 1.0 + codes[..., 1:2]
+    light_field = 1.0 + tf.reduce_sum(codes[..., 2:] * field, axis=-1, keepdims=True)
+    lit = (0.5 + gain * (intensity - 0.5) + offset) * light_field
+    return tf.clip_by_value(lit * 2.0 - 1.0, -1.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="simgan_tf")
+class OutputLighting(keras.layers.Layer):
+    """Random lighting per image, with learned strengths, at the refiner's output.
+
+    Each call draws a code z ~ N(0, I_7) per image (fresh at every call, as in
+    `NoiseChannels`) and lights the refined image with the code `s * z` (`light`): a
+    brightness offset, a contrast gain and the five coefficients of a smooth light field,
+    where s is a learned standard deviation per term (`LIGHTING_TERMS`). The clean image
+    passes through unchanged, so the self-regularization and task terms, which see it,
+    do not reach s: only the adversarial loss sets how much the lighting varies.
+
+    The strengths are `s = softplus(rate * w)`, starting at `initial_std` for every term;
+    `rate` speeds up their learning as `OutputGrain`'s does (Adam moves log s by about
+    `rate` times the learning rate per update while s is small).
+
+    Args:
+      initial_std: every term's starting standard deviation (> 0), in intensity units
+        for the offset, in relative units for the gain and the field's coefficients.
+      rate: multiplier of the strengths' weights (> 0).
+      seed: seed of the code generator (`None`: from Keras' global seed).
+
+    Call arguments:
+      inputs: `[refined, clean]`, both `[b, H, W, C]` in [-1, 1].
+
+    Returns:
+      `[lit, clean]`: the refined image lit, and the clean image.
+    """
+
+    def __init__(self, initial_std: float, rate: float = 10.0, seed: int | None = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not initial_std > 0 or not rate > 0:
+            raise ValueError("Expected initial_std > 0 and rate > 0. Received: "
+                             f"initial_std={initial_std}, rate={rate}")
+        self.initial_std = float(initial_std)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_state = self.seed_generator.state  # see NoiseChannels
+
+    def build(self, input_shape):
+        height, width = input_shape[0][1], input_shape[0][2]
+        self._field = lighting_field(height, width)
+        bias = self.initial_std + math.log(-math.expm1(-self.initial_std))
+        self.strength_weights = self.add_weight(
+            shape=(len(LIGHTING_TERMS),),
+            initializer=keras.initializers.Constant(bias / self.rate), name="strengths")
+
+    @property
+    def strengths(self) -> tf.Tensor:
+        """s: the standard deviation of each term of `LIGHTING_TERMS`, `[7]`."""
+        return tf.nn.softplus(self.rate * self.strength_weights)
+
+    def call(self, inputs):
+        refined, clean = inputs
+        codes = fresh_normal(self.seed_generator,
+                             tf.stack([tf.shape(refined)[0], len(LIGHTING_TERMS)]),
+                             refined.dtype)
+        lit = light(refined, codes * tf.cast(self.strengths, refined.dtype),
+                    tf.cast(self._field, refined.dtype))
+        return [lit, tf.identity(clean)]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape[0]), tuple(input_shape[1])]
+
+    def get_config(self):
+        return {**super().get_config(), "initial_std": self.initial_std, "rate": self.rate,
+                "seed": self.seed}
+
+
 def clean_view(refiner: keras.Model) -> keras.Model | None:
     """A model sharing `refiner`'s layers that returns `[refined, clean]`, or `None`.
 
-    For a refiner with an `OutputGrain` layer (named `grain`): one forward pass gives
-    the refined image with its grain and the noise-free image the self-regularization
-    compares with the input. `None` for a refiner without grain.
+    For a refiner with output grain or lighting (`OutputGrain` named `grain`,
+    `OutputLighting` named `lighting`): one forward pass gives the refined image with its
+    grain and lighting and the clean image the self-regularization compares with the
+    input. `None` for a refiner with neither.
     """
-    try:
-        grain = refiner.get_layer("grain")
-    except ValueError:
-        return None
-    return keras.Model(refiner.inputs, grain.output, name=f"{refiner.name}_clean_view")
+    for name in ("lighting", "grain"):
+        try:
+            layer = refiner.get_layer(name)
+        except ValueError:
+            continue
+        return keras.Model(refiner.inputs, layer.output, name=f"{refiner.name}_clean_view")
+    return None
 
 
 def build_refiner(image_shape: tuple[int, int, int],
@@ -237,10 +365,12 @@ def build_refiner(image_shape: tuple[int, int, int],
       same shape in [-1, 1]. Create it inside the strategy scope.
     """
     if (config.num_blocks < 0 or config.filters < 1 or config.kernel_size % 2 != 1
-            or config.noise_channels < 0 or config.grain < 0 or config.grain_rate <= 0):
+            or config.noise_channels < 0 or config.grain < 0 or config.grain_rate <= 0
+            or config.lighting < 0 or config.lighting_rate <= 0):
         raise ValueError(
             "Expected filters >= 1, num_blocks >= 0, an odd kernel_size, "
-            f"noise_channels >= 0, grain >= 0 and grain_rate > 0. Received: {config}")
+            "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0 and "
+            f"lighting_rate > 0. Received: {config}")
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
     if config.noise_channels:
@@ -252,8 +382,11 @@ def build_refiner(image_shape: tuple[int, int, int],
     features = x
     x = keras.layers.Conv2D(image_shape[-1], 1, padding="same", name="conv_out")(x)
     if config.grain:
-        outputs, _ = OutputGrain(config.grain, rate=config.grain_rate, name="grain",
-                                 dtype="float32")([x, features])
+        outputs, clean = OutputGrain(config.grain, rate=config.grain_rate, name="grain",
+                                     dtype="float32")([x, features])
     else:
-        outputs = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
+        outputs = clean = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    if config.lighting:
+        outputs, _ = OutputLighting(config.lighting, rate=config.lighting_rate,
+                                    name="lighting", dtype="float32")([outputs, clean])
     return keras.Model(inputs, outputs, name=name)

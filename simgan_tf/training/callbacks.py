@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.hparams import api as hparams_api
 
+from simgan_tf.modeling import refiner as refiner_lib
 from simgan_tf.modeling.losses import REAL
 from simgan_tf.modeling.simgan import BALANCE_METRIC, SKIPPED_KEY, TASK_METRIC
 from simgan_tf.write_errors import writing
@@ -46,6 +47,7 @@ REFINED_IMAGES_TAG = "images/synthetic_refined_difference"
 REAL_IMAGES_TAG = "images/real"
 PROBABILITY_IMAGES_TAG = "images/refined_discriminator_real_probability"
 DIFFERENCE_HISTOGRAM_TAG = "refiner/output_minus_input"
+LIGHTING_TAG = "refiner/lighting_std/{}"
 
 
 
@@ -146,6 +148,17 @@ def image_row_grid(images: np.ndarray, per_row: int = 8) -> np.ndarray:
     return grid[None]
 
 
+def lighting_strengths(refiner: keras.Model) -> dict[str, float]:
+    """`{term: standard deviation}` of the refiner's random lighting (`OutputLighting`,
+    named `lighting`), or `{}` for a refiner without it."""
+    try:
+        layer = refiner.get_layer("lighting")
+    except ValueError:
+        return {}
+    values = keras.ops.convert_to_numpy(layer.strengths)
+    return {term: float(v) for term, v in zip(refiner_lib.LIGHTING_TERMS, values)}
+
+
 class SummaryCallback(keras.callbacks.Callback):
     """Writes TensorBoard scalars and image grids, keyed by the model's step counter.
 
@@ -218,6 +231,10 @@ class SummaryCallback(keras.callbacks.Callback):
             tf.summary.scalar(PHASE_TAG, int(schedule.phase(max(step - 1, 0))),
                               description="0 pretrain R, 1 pretrain D, 2 R update, 3 D update")
             tf.summary.scalar(ITERATION_TAG, schedule.iteration(step))
+            for term, value in lighting_strengths(self.model.refiner).items():
+                tf.summary.scalar(LIGHTING_TAG.format(term), value,
+                                  description="Learned standard deviation of the refiner's "
+                                              "random lighting term (OutputLighting).")
             self._writer.flush()
         self.model.reset_trackers(self._updated)
         self._updated = set()
