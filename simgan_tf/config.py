@@ -124,6 +124,11 @@ class RefinerConfig:
         (the paper).
       lighting_rate: how many times faster than the refiner's convolutions the
         lighting's strengths learn (`OutputLighting`'s `rate`).
+      highlights: starting value of learned highlights (`refiner.OutputHighlights`): a
+        non-negative map the refiner predicts from its last features, added at a random
+        offset per image, exempt from the self-regularization and task terms; 0: none
+        (the paper).
+      highlight_shift: largest offset of the highlights along each axis, in pixels.
     """
     filters: int = 64
     kernel_size: int = 3
@@ -133,6 +138,8 @@ class RefinerConfig:
     grain_rate: float = 10.0
     lighting: float = 0.0
     lighting_rate: float = 10.0
+    highlights: float = 0.0
+    highlight_shift: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -459,10 +466,11 @@ def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
          f"Received: {config.discriminator.output!r}"),
         (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1
          and refiner.noise_channels >= 0 and refiner.grain >= 0 and refiner.grain_rate > 0
-         and refiner.lighting >= 0 and refiner.lighting_rate > 0,
+         and refiner.lighting >= 0 and refiner.lighting_rate > 0
+         and refiner.highlights >= 0 and refiner.highlight_shift >= 0,
          "refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size, "
-         "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0 and "
-         f"lighting_rate > 0. Received: {refiner}"),
+         "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
+         f"lighting_rate > 0, highlights >= 0 and highlight_shift >= 0. Received: {refiner}"),
     ]
     for name, opt in (("refiner_optimizer", config.refiner_optimizer),
                       ("discriminator_optimizer", config.discriminator_optimizer)):
@@ -776,6 +784,7 @@ FLAG_ALIASES = {
     "refiner_noise": "refiner.noise_channels",
     "refiner_grain": "refiner.grain",
     "refiner_lighting": "refiner.lighting",
+    "refiner_highlights": "refiner.highlights",
     "keep_checkpoints": "train.keep_checkpoints",
     "skip_bad_records": "data.skip_bad_records",
     "data_service": "data.data_service",

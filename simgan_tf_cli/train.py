@@ -76,6 +76,9 @@ flags.DEFINE_float("refiner_lighting", None, "Starting standard deviation of ran
                    "per-image lighting (brightness, contrast, a smooth light field) at the "
                    "refiner's output, with learned strengths, exempt from the "
                    "self-regularization (default 0: none, the paper's refiner).")
+flags.DEFINE_float("refiner_highlights", None, "Starting value of learned highlights "
+                   "added at a random offset per image at the refiner's output, exempt "
+                   "from the self-regularization (default 0: none, the paper's refiner).")
 flags.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept on disk.")
 flags.DEFINE_bool("skip_bad_records", None, "Skip (and count) bad input records instead of "
                   "failing; truncated or corrupt shards are read up to the damage.")

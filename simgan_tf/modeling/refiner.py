@@ -32,6 +32,15 @@ illumination are random per image, and a refiner that is a function of the synth
 image cannot draw them: its brightness, contrast and light field follow the eye's content,
 so an estimator trained on its output never sees the variety of real eyes
 (`experiments/camera_effects.py` measures what that variety is worth to the estimator).
+Option (`RefinerConfig.highlights`, off by default): learned highlights at a random
+offset per image (`OutputHighlights`). A specular highlight, such as the corneal glint of
+an eye, sits where the light source's reflection falls, which moves with the light from
+image to image; a refiner that is a function of the synthetic image can only put it at a
+fixed place relative to the eye, which makes it a cue for the label that real images do
+not share. `OutputHighlights` adds a non-negative map the refiner predicts from its last
+features, shifted by a random sub-pixel offset drawn per image, exempt from the
+self-regularization and task terms.
+
 `OutputLighting` multiplies the refined intensity by a random smooth field and scales and
 shifts it by a random gain and offset, each drawn per image with a standard deviation the
 refiner learns, exempt from the self-regularization and task terms like the grain.
@@ -74,12 +83,18 @@ def fresh_normal(seed_generator: keras.random.SeedGenerator, shape, dtype) -> tf
     replicas draw different noise; the generator's state is a variable, so a restored
     checkpoint draws what the uninterrupted run would.
     """
+    return tf.random.stateless_normal(shape, seed=replica_seed(seed_generator), dtype=dtype)
+
+
+def replica_seed(seed_generator: keras.random.SeedGenerator) -> tf.Tensor:
+    """The next seed of `seed_generator`, with the replica's index folded in (see
+    `fresh_normal`)."""
     seed = tf.cast(seed_generator.next(), tf.int64)
     context = tf.distribute.get_replica_context()
     if context is not None:
         seed = tf.random.experimental.stateless_fold_in(
             seed, context.replica_id_in_sync_group)
-    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
+    return seed
 
 
 @keras.saving.register_keras_serializable(package="simgan_tf")
@@ -333,15 +348,113 @@ class OutputLighting(keras.layers.Layer):
                 "seed": self.seed}
 
 
+def shift_images(images: tf.Tensor, dy: tf.Tensor, dx: tf.Tensor) -> tf.Tensor:
+    """Shifts each image by `(dy[i], dx[i])` pixels (real-valued), bilinearly.
+
+    Output pixel (y, x) is the input at (y - dy, x - dx), interpolated linearly between
+    the two neighbouring pixels along each axis; positions beyond the image read its
+    nearest edge pixel, so a uniform image stays uniform. Gradients reach the images.
+
+    Args:
+      images: `[b, H, W, C]`.
+      dy, dx: `[b]` shifts down and right, in pixels.
+    """
+    shape = tf.shape(images)
+
+    def along(tensor, shift, size, axis):
+        # Output index i reads source position i - shift: between floor and floor + 1.
+        source = tf.cast(tf.range(size), shift.dtype)[None] - shift[:, None]  # [b, size]
+        low = tf.floor(source)
+        weight = source - low
+        low = tf.cast(low, tf.int32)
+        first = tf.gather(tensor, tf.clip_by_value(low, 0, size - 1), axis=axis,
+                          batch_dims=1)
+        second = tf.gather(tensor, tf.clip_by_value(low + 1, 0, size - 1), axis=axis,
+                           batch_dims=1)
+        weight = tf.reshape(weight, [-1, size, 1, 1] if axis == 1 else [-1, 1, size, 1])
+        return first * (1.0 - weight) + second * weight
+
+    return along(along(images, dy, shape[1], axis=1), dx, shape[2], axis=2)
+
+
+@keras.saving.register_keras_serializable(package="simgan_tf")
+class OutputHighlights(keras.layers.Layer):
+    """Learned highlights, shifted by a random offset per image, at the refiner's output.
+
+    With `h` the refiner's last features, the layer predicts a non-negative highlight map
+    `m(h) = softplus(rate * (h W + b))` per pixel and channel (a 1x1 convolution; W
+    starts at zero and b so that m starts at `initial` everywhere), shifts it by an
+    offset drawn per image uniformly in `[-max_shift, max_shift]` pixels along each axis
+    (fresh at every call, as in `NoiseChannels`; `shift_images`), and adds it to the
+    refined image, saturating at 1 (white). The clean image passes through unchanged, so
+    only the adversarial loss shapes the highlights. `rate` speeds up W and b's learning
+    as `OutputGrain`'s does.
+
+    Args:
+      initial: the map's starting value everywhere, in [-1, 1] image units (> 0).
+      max_shift: largest offset along each axis, in pixels (>= 0).
+      rate: multiplier of the map's weights (> 0).
+      seed: seed of the offset generator (`None`: from Keras' global seed).
+
+    Call arguments:
+      inputs: `[refined, clean, features]`: `[b, H, W, C]`, `[b, H, W, C]`, `[b, H, W, F]`.
+
+    Returns:
+      `[highlighted, clean]`, both `[b, H, W, C]`.
+    """
+
+    def __init__(self, initial: float, max_shift: float = 2.0, rate: float = 10.0,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not initial > 0 or not max_shift >= 0 or not rate > 0:
+            raise ValueError("Expected initial > 0, max_shift >= 0 and rate > 0. Received: "
+                             f"initial={initial}, max_shift={max_shift}, rate={rate}")
+        self.initial = float(initial)
+        self.max_shift = float(max_shift)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_state = self.seed_generator.state  # see NoiseChannels
+
+    def build(self, input_shape):
+        channels, features = input_shape[0][-1], input_shape[2][-1]
+        bias = self.initial + math.log(-math.expm1(-self.initial))
+        self.map_kernel = self.add_weight(
+            shape=(features, channels), initializer="zeros", name="map_kernel")
+        self.map_bias = self.add_weight(
+            shape=(channels,), initializer=keras.initializers.Constant(bias / self.rate),
+            name="map_bias")
+
+    def highlight_map(self, features):
+        """`m(h)`: the unshifted highlight map, `[b, H, W, C]`."""
+        return tf.nn.softplus(self.rate * (
+            tf.einsum("bhwf,fc->bhwc", features, self.map_kernel) + self.map_bias))
+
+    def call(self, inputs):
+        refined, clean, features = inputs
+        offsets = tf.random.stateless_uniform(
+            tf.stack([2, tf.shape(refined)[0]]), seed=replica_seed(self.seed_generator),
+            minval=-self.max_shift, maxval=self.max_shift, dtype=refined.dtype)
+        shifted = shift_images(self.highlight_map(features), offsets[0], offsets[1])
+        return [tf.minimum(refined + shifted, 1.0), tf.identity(clean)]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape[0]), tuple(input_shape[1])]
+
+    def get_config(self):
+        return {**super().get_config(), "initial": self.initial,
+                "max_shift": self.max_shift, "rate": self.rate, "seed": self.seed}
+
+
 def clean_view(refiner: keras.Model) -> keras.Model | None:
     """A model sharing `refiner`'s layers that returns `[refined, clean]`, or `None`.
 
-    For a refiner with output grain or lighting (`OutputGrain` named `grain`,
-    `OutputLighting` named `lighting`): one forward pass gives the refined image with its
-    grain and lighting and the clean image the self-regularization compares with the
-    input. `None` for a refiner with neither.
+    For a refiner with output grain, highlights or lighting (`OutputGrain` named `grain`,
+    `OutputHighlights` named `highlights`, `OutputLighting` named `lighting`): one
+    forward pass gives the refined image with them and the clean image the
+    self-regularization compares with the input. `None` for a refiner with none.
     """
-    for name in ("lighting", "grain"):
+    for name in ("lighting", "highlights", "grain"):
         try:
             layer = refiner.get_layer(name)
         except ValueError:
@@ -366,11 +479,12 @@ def build_refiner(image_shape: tuple[int, int, int],
     """
     if (config.num_blocks < 0 or config.filters < 1 or config.kernel_size % 2 != 1
             or config.noise_channels < 0 or config.grain < 0 or config.grain_rate <= 0
-            or config.lighting < 0 or config.lighting_rate <= 0):
+            or config.lighting < 0 or config.lighting_rate <= 0 or config.highlights < 0
+            or config.highlight_shift < 0):
         raise ValueError(
             "Expected filters >= 1, num_blocks >= 0, an odd kernel_size, "
-            "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0 and "
-            f"lighting_rate > 0. Received: {config}")
+            "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
+            f"lighting_rate > 0, highlights >= 0 and highlight_shift >= 0. Received: {config}")
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
     if config.noise_channels:
@@ -386,6 +500,10 @@ def build_refiner(image_shape: tuple[int, int, int],
                                      dtype="float32")([x, features])
     else:
         outputs = clean = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    if config.highlights:
+        outputs, clean = OutputHighlights(
+            config.highlights, max_shift=config.highlight_shift, name="highlights",
+            dtype="float32")([outputs, clean, features])
     if config.lighting:
         outputs, _ = OutputLighting(config.lighting, rate=config.lighting_rate,
                                     name="lighting", dtype="float32")([outputs, clean])
