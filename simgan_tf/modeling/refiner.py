@@ -32,6 +32,10 @@ illumination are random per image, and a refiner that is a function of the synth
 image cannot draw them: its brightness, contrast and light field follow the eye's content,
 so an estimator trained on its output never sees the variety of real eyes
 (`experiments/camera_effects.py` measures what that variety is worth to the estimator).
+`OutputLighting` multiplies the refined intensity by a random smooth field and scales and
+shifts it by a random gain and offset, each drawn per image with a standard deviation the
+refiner learns, exempt from the self-regularization and task terms like the grain.
+
 Option (`RefinerConfig.highlights`, off by default): learned highlights at a random
 offset per image (`OutputHighlights`). A specular highlight, such as the corneal glint of
 an eye, sits where the light source's reflection falls, which moves with the light from
@@ -40,10 +44,6 @@ fixed place relative to the eye, which makes it a cue for the label that real im
 not share. `OutputHighlights` adds a non-negative map the refiner predicts from its last
 features, shifted by a random sub-pixel offset drawn per image, exempt from the
 self-regularization and task terms.
-
-`OutputLighting` multiplies the refined intensity by a random smooth field and scales and
-shifts it by a random gain and offset, each drawn per image with a standard deviation the
-refiner learns, exempt from the self-regularization and task terms like the grain.
 """
 
 from __future__ import annotations
