@@ -98,9 +98,9 @@ def test_the_contrast_term_scales_the_image_about_mid_grey():
     stripes = np.where(np.arange(16) % 2 == 0, 0.5, -0.5).astype(np.float32)
     images = tf.broadcast_to(tf.constant(stripes)[None, None, :, None], [2000, 12, 16, 1])
     lit, _ = layer([images, images])
-    # Intensities 0.75 and 0.25 become 0.5 +- 0.25 (1 + c): the stripes' half-difference
-    # in [-1, 1] units is 0.5 (1 + c), with c ~ N(0, 0.05^2) per image.
-    gain = (lit.numpy()[:, :, 0::2] - lit.numpy()[:, :, 1::2]).mean(axis=(1, 2, 3)) / 1.0
+    # Intensities 0.75 and 0.25 become 0.5 +- 0.25 (1 + c): the stripes' difference in
+    # [-1, 1] units is 1 + c, with c ~ N(0, 0.05^2) per image.
+    gain = (lit.numpy()[:, :, 0::2] - lit.numpy()[:, :, 1::2]).mean(axis=(1, 2, 3))
     assert abs(gain.mean() - 1.0) < 0.005 and abs(gain.std() - 0.05) < 0.004
     np.testing.assert_allclose(lit.numpy().mean(axis=(1, 2, 3)), 0.0, atol=1e-4)
 

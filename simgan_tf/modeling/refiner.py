@@ -97,6 +97,12 @@ def replica_seed(seed_generator: keras.random.SeedGenerator) -> tf.Tensor:
     return seed
 
 
+def softplus_inverse(y: float) -> float:
+    """x with softplus(x) = y > 0: log(exp(y) - 1), written to stay finite for small y
+    (the starting bias of a weight that enters through a softplus)."""
+    return y + math.log(-math.expm1(-y))
+
+
 @keras.saving.register_keras_serializable(package="simgan_tf")
 class NoiseChannels(keras.layers.Layer):
     """Concatenates `channels` channels of fresh N(0, 1) noise to the images.
@@ -193,8 +199,7 @@ class OutputGrain(keras.layers.Layer):
     def build(self, input_shape):
         pre_shape, feature_shape = input_shape
         channels, features = pre_shape[-1], feature_shape[-1]
-        # softplus^-1(y) = log(exp(y) - 1), written to stay finite for small y.
-        bias = self.initial_std + math.log(-math.expm1(-self.initial_std))
+        bias = softplus_inverse(self.initial_std)
         self.scale_kernel = self.add_weight(
             shape=(features, channels), initializer="zeros", name="scale_kernel")
         self.scale_bias = self.add_weight(
@@ -321,7 +326,7 @@ class OutputLighting(keras.layers.Layer):
     def build(self, input_shape):
         height, width = input_shape[0][1], input_shape[0][2]
         self._field = lighting_field(height, width)
-        bias = self.initial_std + math.log(-math.expm1(-self.initial_std))
+        bias = softplus_inverse(self.initial_std)
         self.strength_weights = self.add_weight(
             shape=(len(LIGHTING_TERMS),),
             initializer=keras.initializers.Constant(bias / self.rate), name="strengths")
@@ -418,7 +423,7 @@ class OutputHighlights(keras.layers.Layer):
 
     def build(self, input_shape):
         channels, features = input_shape[0][-1], input_shape[2][-1]
-        bias = self.initial + math.log(-math.expm1(-self.initial))
+        bias = softplus_inverse(self.initial)
         self.map_kernel = self.add_weight(
             shape=(features, channels), initializer="zeros", name="map_kernel")
         self.map_bias = self.add_weight(
