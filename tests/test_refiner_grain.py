@@ -146,22 +146,30 @@ def test_the_grain_generator_is_checkpointed_so_a_restored_refiner_draws_the_sam
     assert_a_restored_refiner_draws_the_same(CONFIG, tmp_path)
 
 
-def test_every_phase_runs_with_grain_and_the_ema_and_replicas_stay_in_sync(mirrored_strategy):
-    model = build_simgan(refiner_config=CONFIG, ema_decay=0.9)
+def assert_every_phase_runs_and_replicas_stay_in_sync(config, name, layer_type, strategy):
+    """A SimGAN whose refiner has output layer `name` (of `layer_type`) runs every phase
+    with an EMA refiner, and one 2-replica refiner update moves that layer's weights
+    identically on both replicas."""
+    model = build_simgan(refiner_config=config, ema_decay=0.9)
     for phase in (Phase.PRETRAIN_REFINER, Phase.REFINER, Phase.DISCRIMINATOR):
         tf.function(functools.partial(model.train_step, phase=phase))(batch())
     assert int(model.step_counter) == 3
-    assert isinstance(model.ema.model.get_layer("grain"), OutputGrain)
-    with mirrored_strategy.scope():
-        mirrored = build_simgan(refiner_config=CONFIG)
-    grain = mirrored.refiner.get_layer("grain")
-    before = [v.numpy().copy() for v in grain.trainable_weights]
-    mirrored_step(mirrored_strategy, mirrored, Phase.REFINER, batch())
-    for variable in grain.trainable_weights:
-        first, second = mirrored_strategy.experimental_local_results(variable.value)
+    assert isinstance(model.ema.model.get_layer(name), layer_type)
+    with strategy.scope():
+        mirrored = build_simgan(refiner_config=config)
+    layer = mirrored.refiner.get_layer(name)
+    before = [v.numpy().copy() for v in layer.trainable_weights]
+    mirrored_step(strategy, mirrored, Phase.REFINER, batch())
+    for variable in layer.trainable_weights:
+        first, second = strategy.experimental_local_results(variable.value)
         np.testing.assert_array_equal(first, second)
-    assert any(not np.array_equal(b, v) for b, v in zip(before, grain.trainable_weights))
+    assert any(not np.array_equal(b, v) for b, v in zip(before, layer.trainable_weights))
     assert mirrored.step == 1
+
+
+def test_every_phase_runs_with_grain_and_the_ema_and_replicas_stay_in_sync(mirrored_strategy):
+    assert_every_phase_runs_and_replicas_stay_in_sync(CONFIG, "grain", OutputGrain,
+                                                      mirrored_strategy)
 
 
 def test_a_run_with_grain_trains_and_exports_a_grainy_refiner(shifted_data_dir, tmp_path):

@@ -16,9 +16,9 @@ from simgan_tf.modeling.schedule import Phase
 from simgan_tf.serving import export
 from simgan_tf.training import train_lib
 from test_model import batch
+from test_refiner_grain import assert_every_phase_runs_and_replicas_stay_in_sync
 from test_refiner_noise import assert_a_restored_refiner_draws_the_same
 from test_stabilising import build as build_simgan
-from test_stabilising import mirrored_step
 from test_train import tiny_config
 
 SHAPE = (35, 55, 1)
@@ -146,19 +146,8 @@ def test_the_offset_generator_is_checkpointed_so_a_restored_refiner_draws_the_sa
 
 
 def test_every_phase_runs_with_highlights_and_replicas_stay_in_sync(mirrored_strategy):
-    model = build_simgan(refiner_config=CONFIG, ema_decay=0.9)
-    for phase in (Phase.PRETRAIN_REFINER, Phase.REFINER, Phase.DISCRIMINATOR):
-        tf.function(functools.partial(model.train_step, phase=phase))(batch())
-    assert isinstance(model.ema.model.get_layer("highlights"), OutputHighlights)
-    with mirrored_strategy.scope():
-        mirrored = build_simgan(refiner_config=CONFIG)
-    layer = mirrored.refiner.get_layer("highlights")
-    before = [v.numpy().copy() for v in layer.trainable_weights]
-    mirrored_step(mirrored_strategy, mirrored, Phase.REFINER, batch())
-    for variable in layer.trainable_weights:
-        first, second = mirrored_strategy.experimental_local_results(variable.value)
-        np.testing.assert_array_equal(first, second)
-    assert any(not np.array_equal(b, v) for b, v in zip(before, layer.trainable_weights))
+    assert_every_phase_runs_and_replicas_stay_in_sync(CONFIG, "highlights", OutputHighlights,
+                                                      mirrored_strategy)
 
 
 def test_a_run_with_highlights_trains_and_exports_them(shifted_data_dir, tmp_path):

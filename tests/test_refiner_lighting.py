@@ -16,9 +16,9 @@ from simgan_tf.modeling.schedule import Phase
 from simgan_tf.serving import export
 from simgan_tf.training import callbacks, train_lib
 from test_model import batch
+from test_refiner_grain import assert_every_phase_runs_and_replicas_stay_in_sync
 from test_refiner_noise import assert_a_restored_refiner_draws_the_same
 from test_stabilising import build as build_simgan
-from test_stabilising import mirrored_step
 from test_train import tiny_config
 
 SHAPE = (35, 55, 1)
@@ -172,18 +172,8 @@ def test_the_lighting_generator_is_checkpointed_so_a_restored_refiner_draws_the_
 
 
 def test_every_phase_runs_with_lighting_and_the_ema_and_replicas_stay_in_sync(mirrored_strategy):
-    model = build_simgan(refiner_config=CONFIG, ema_decay=0.9)
-    for phase in (Phase.PRETRAIN_REFINER, Phase.REFINER, Phase.DISCRIMINATOR):
-        tf.function(functools.partial(model.train_step, phase=phase))(batch())
-    assert isinstance(model.ema.model.get_layer("lighting"), OutputLighting)
-    with mirrored_strategy.scope():
-        mirrored = build_simgan(refiner_config=CONFIG)
-    variable = mirrored.refiner.get_layer("lighting").strength_weights
-    before = variable.numpy().copy()
-    mirrored_step(mirrored_strategy, mirrored, Phase.REFINER, batch())
-    first, second = mirrored_strategy.experimental_local_results(variable.value)
-    np.testing.assert_array_equal(first, second)
-    assert not np.array_equal(before, first)
+    assert_every_phase_runs_and_replicas_stay_in_sync(CONFIG, "lighting", OutputLighting,
+                                                      mirrored_strategy)
 
 
 def test_a_run_with_lighting_logs_its_strengths_and_exports_a_randomly_lit_refiner(
