@@ -55,7 +55,7 @@ from collections.abc import Iterable
 from typing import Any
 
 OPTIMIZERS = ("adam", "sgd")
-DISCRIMINATOR_OUTPUTS = ("local", "global")
+DISCRIMINATOR_OUTPUTS = ("local", "global", "local+global")
 REG_FEATURES = ("pixels", "local_mean")
 TASK_OUTPUTS = ("output", "features")
 # The names of modeling.augment.TRANSFORMS (config imports nothing of simgan_tf).
@@ -193,8 +193,9 @@ class DiscriminatorConfig:
     Attributes:
       layers: the layer stack; the last layer must be a `conv` with 2 filters and is
         linear (its outputs are per-patch logits for the classes refined=0, real=1).
-      output: `local` (the paper's per-patch logits) or `global` (the Fig. 8 ablation:
-        the last layer is fully connected over the whole image; see discriminator.py).
+      output: `local` (the paper's per-patch logits), `global` (the Fig. 8 ablation:
+        the last layer is fully connected over the whole image) or `local+global` (each
+        patch's logits plus the image's global logits; see discriminator.py).
       spectral_norm: spectral normalisation (Miyato et al., ICLR 2018) of every
         convolution (and of the `global` dense layer): each discriminator update divides
         their kernels by their largest singular value, estimated by one power iteration
@@ -486,7 +487,7 @@ def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
                        and spec.strides >= 1,
                        f"discriminator layer must be conv or maxpool with kernel_size "
                        f">= 1 and strides >= 1. Received: {spec}"))
-    if config.discriminator.output == "local" and all(
+    if config.discriminator.output != "global" and all(
             spec.kernel_size >= 1 and spec.strides >= 1 for spec in layers):
         field, d = config.discriminator.receptive_field(), config.data
         checks.append((min(d.image_height, d.image_width) >= field,

@@ -16,6 +16,14 @@ map the local discriminator would output: the summed cross-entropy of `losses.py
 weighs the global decision as much as the local one weighs its h x w patches, so the two
 variants differ in what D sees, not in the balance of the loss against lambda.
 
+With `config.output = "local+global"` (not in the paper) D keeps the local head and adds
+the global one: the logits of each patch are the sum of its local logits (the 1x1
+convolution) and the image's global logits (the fully connected layer on the whole last
+hidden map), `log-odds(patch real) = local(patch) + global(image)`. The loss, its balance
+against lambda and every metric stay those of the local map, but a cue spread over the
+whole eye (the position of a glint, a light gradient across the image) now moves every
+patch's decision, and the refiner's adversarial gradient carries it.
+
 Spectral normalisation (`config.spectral_norm`, off by default; Miyato et al., ICLR 2018)
 wraps every convolution (and the global dense layer) in `keras.layers.SpectralNormalization`
 with one power iteration. Keras 3's wrapper works in place: each call with
@@ -65,14 +73,23 @@ def build_discriminator(image_shape: tuple[int, int, int],
     x = inputs
     for i, spec in enumerate(layers):
         last = i == len(layers) - 1
-        if last and config.output == "global":
+        if last and config.output in ("global", "local+global"):
             # One logit pair for the image, repeated over the local map's h x w.
             height = -(-x.shape[1] // spec.strides)
             width = -(-x.shape[2] // spec.strides)
-            x = keras.layers.Flatten(name="flatten")(x)
-            x = wrap(keras.layers.Dense(2, dtype="float32", name="global_logits"))(x)
-            x = keras.layers.Reshape((1, 1, 2), name="as_map")(x)
-            x = keras.layers.UpSampling2D((height, width), dtype="float32", name="logits")(x)
+            image = keras.layers.Flatten(name="flatten")(x)
+            image = wrap(keras.layers.Dense(2, dtype="float32", name="global_logits"))(image)
+            image = keras.layers.Reshape((1, 1, 2), name="as_map")(image)
+            if config.output == "global":
+                x = keras.layers.UpSampling2D((height, width), dtype="float32",
+                                              name="logits")(image)
+                break
+            image = keras.layers.UpSampling2D((height, width), dtype="float32",
+                                              name="global_map")(image)
+            patches = wrap(keras.layers.Conv2D(
+                spec.filters, spec.kernel_size, strides=spec.strides, padding="same",
+                dtype="float32", name="local_logits"))(x)
+            x = keras.layers.Add(dtype="float32", name="logits")([patches, image])
             break
         if spec.kind == "conv":
             x = wrap(keras.layers.Conv2D(
