@@ -42,3 +42,20 @@ def test_global_discriminator_trains_and_gives_one_decision_per_image(shifted_da
     assert logits.shape == (2, 9, 14, 2)
     np.testing.assert_array_equal(logits, np.broadcast_to(logits[:, :1, :1], logits.shape))
     assert result.step == model.schedule.total_steps
+
+
+def test_local_plus_global_discriminator_trains_from_the_flag(shifted_data_dir, tmp_path):
+    config = config_lib.override(tiny_config(shifted_data_dir, export=False),
+                                 {"discriminator.output": "local+global"})
+    result = train_lib.train(config, str(tmp_path / "run"), verbose=0)
+    model = result.model
+    assert result.step == model.schedule.total_steps
+    dense = model.discriminator.get_layer("global_logits")
+    assert np.all(np.isfinite(dense.kernel.numpy()))
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 35, 55, 1)).astype(np.float32)
+    logits = model.discriminator(images).numpy()
+    assert logits.shape == (2, 9, 14, 2)
+    # Patches differ (the local head) and share one image term (the global head).
+    assert not np.allclose(logits, np.broadcast_to(logits[:, :1, :1], logits.shape))
+    assert config_lib.command_line_overrides({"adversarial_loss": "local+global"}, []) == {
+        "discriminator.output": "local+global"}

@@ -100,8 +100,11 @@ def test_an_image_smaller_than_one_patch_is_refused_with_the_minimum_size():
     with pytest.raises(ValueError, match=r"minimum image size for this discriminator is "
                                          r"23x23.*image_height=20"):
         config.validate()
-    # The global ablation judges the whole image anyway: no minimum.
+    # The global ablation judges the whole image anyway: no minimum. The local head of
+    # local+global still needs one patch.
     config_lib.override(config, {"discriminator.output": "global"}).validate()
+    with pytest.raises(ValueError, match="minimum image size"):
+        config_lib.override(config, {"discriminator.output": "local+global"}).validate()
 
 
 def _tiny(config, data_dir):

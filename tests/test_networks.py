@@ -97,3 +97,36 @@ def test_global_discriminator_repeats_one_decision_over_the_local_map():
     with pytest.raises(ValueError, match="discriminator.output"):
         config_lib.override(config_lib.get_preset("gaze"),
                             {"discriminator.output": "both"}).validate()
+
+
+def test_local_plus_global_discriminator_adds_one_image_decision_to_every_patch():
+    config = config_lib.DiscriminatorConfig(output="local+global")
+    d = build_discriminator((35, 55, 1), config)
+    assert d.output_shape == (None, 9, 14, 2)
+    # The local stack is kept whole (its last conv gives the patch logits) ...
+    assert [c.filters for c in _conv_layers(d)] == [96, 64, 32, 32, 2]
+    dense = [l for l in d.layers if isinstance(l, keras.layers.Dense)]
+    assert len(dense) == 1 and dense[0].units == 2 and dense[0].kernel.shape == (9 * 14 * 32, 2)
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 35, 55, 1)).astype("float32")
+    logits = d(images).numpy()
+    # ... and the logits are the local ones plus one global pair per image, by hand.
+    hidden = keras.Model(d.input, d.get_layer("conv5").output)(images).numpy()
+    conv = d.get_layer("local_logits")
+    local = np.einsum("bhwc,ck->bhwk", hidden, conv.kernel.numpy()[0, 0]) + conv.bias.numpy()
+    image = hidden.reshape(3, -1) @ dense[0].kernel.numpy() + dense[0].bias.numpy()
+    np.testing.assert_allclose(logits, local + image[:, None, None, :], rtol=1e-4, atol=1e-4)
+    assert not np.allclose(logits, np.broadcast_to(logits[:, :1, :1], logits.shape))
+
+
+def test_only_the_global_head_lets_a_far_pixel_move_every_patch():
+    images = np.zeros((1, 35, 55, 1), "float32")
+    moved = images.copy()
+    moved[0, 0, 0, 0] = 1.0  # the top-left pixel
+    changed = {}
+    for output in ("local", "local+global"):
+        d = build_discriminator((35, 55, 1), config_lib.DiscriminatorConfig(output=output))
+        change = np.abs(d(moved).numpy() - d(images).numpy()).max(axis=-1)[0]
+        changed[output] = change
+    # The bottom-right patch does not see the top-left pixel through the local head.
+    assert changed["local"][-1, -1] == 0 and changed["local"][0, 0] > 0
+    assert np.all(changed["local+global"] > 0)

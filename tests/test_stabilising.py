@@ -24,14 +24,15 @@ from test_train import tiny_config
 SHAPE = (35, 55, 1)
 
 
-def build(*, ema_decay=None, spectral_norm=False, r1_weight=0.0, r1_every=1,
+def build(*, ema_decay=None, spectral_norm=False, output="local", r1_weight=0.0, r1_every=1,
           schedule=Schedule(2, 2, k_g=2, k_d=1, iterations=2), seed=0,
           refiner_config=config_lib.RefinerConfig(filters=8, num_blocks=1), **options):
     """A small SimGAN with SGD; `options`: further `SimGAN` arguments."""
     keras.utils.set_random_seed(seed)
     model = SimGAN(
         build_refiner(SHAPE, refiner_config),
-        build_discriminator(SHAPE, config_lib.DiscriminatorConfig(spectral_norm=spectral_norm)),
+        build_discriminator(SHAPE, config_lib.DiscriminatorConfig(spectral_norm=spectral_norm,
+                                                                  output=output)),
         HistoryBuffer(0, SHAPE), schedule=schedule, reg_weight=0.05, seed=seed,
         ema_decay=ema_decay, r1_weight=r1_weight, r1_every=r1_every, **options)
     model.compile(refiner_optimizer=keras.optimizers.SGD(0.05),
@@ -161,7 +162,7 @@ def spectral_layers(discriminator):
             if isinstance(layer, keras.layers.SpectralNormalization)]
 
 
-@pytest.mark.parametrize("output", ["local", "global"])
+@pytest.mark.parametrize("output", ["local", "global", "local+global"])
 def test_spectral_norm_keeps_the_output_shape_and_wraps_every_linear_layer(output):
     plain = build_discriminator(SHAPE, config_lib.DiscriminatorConfig(output=output))
     normed = build_discriminator(
@@ -169,10 +170,12 @@ def test_spectral_norm_keeps_the_output_shape_and_wraps_every_linear_layer(outpu
     images = batch(2)["real"]
     assert normed(images).shape == plain(images).shape
     assert normed(images, training=True).dtype == tf.float32
-    convs = sum(spec.kind == "conv" for spec in config_lib.GAZE_DISCRIMINATOR)
-    assert len(spectral_layers(normed)) == convs
+    # global replaces the last conv by a dense layer; local+global has both.
+    linear = (sum(spec.kind == "conv" for spec in config_lib.GAZE_DISCRIMINATOR)
+              + (output == "local+global"))
+    assert len(spectral_layers(normed)) == linear
     assert not spectral_layers(plain)
-    assert sum("vector_u" in w.path for w in normed.non_trainable_weights) == convs
+    assert sum("vector_u" in w.path for w in normed.non_trainable_weights) == linear
 
 
 def test_normalised_kernels_have_largest_singular_value_near_one():
@@ -204,13 +207,16 @@ def test_spectral_norm_vectors_are_checkpointed(tmp_path):
         np.testing.assert_array_equal(a.vector_u.numpy(), b.vector_u.numpy())
 
 
+@pytest.mark.parametrize("output", ["local", "local+global"])
 @pytest.mark.parametrize("phase", [Phase.PRETRAIN_DISCRIMINATOR, Phase.REFINER])
-def test_spectral_norm_two_replicas_equal_one(phase, mirrored_strategy):
+def test_spectral_norm_two_replicas_equal_one(phase, output, mirrored_strategy):
     data = batch(8, seed=5)
-    single = build(spectral_norm=True)
+    single = build(spectral_norm=True, output=output)
+    before = weights(single)
     tf.function(functools.partial(single.train_step, phase=phase))(data)
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, single.weights))
     with mirrored_strategy.scope():
-        mirrored = build(spectral_norm=True)
+        mirrored = build(spectral_norm=True, output=output)
     mirrored_step(mirrored_strategy, mirrored, phase, data)
     for a, b in zip(single.weights, mirrored.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
