@@ -129,6 +129,11 @@ class RefinerConfig:
         offset per image, exempt from the self-regularization and task terms; 0: none
         (the paper).
       highlight_shift: largest offset of the highlights along each axis, in pixels.
+      glint: starting peak of a learned glint (`refiner.OutputGlint`): one Gaussian spot
+        per image with a learned peak and radius, placed where the refiner predicts from
+        its last features plus a random offset per image, exempt from the
+        self-regularization and task terms; 0: none (the paper).
+      glint_shift: largest random offset of the glint along each axis, in pixels.
     """
     filters: int = 64
     kernel_size: int = 3
@@ -140,6 +145,8 @@ class RefinerConfig:
     lighting_rate: float = 10.0
     highlights: float = 0.0
     highlight_shift: float = 2.0
+    glint: float = 0.0
+    glint_shift: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -468,10 +475,12 @@ def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
         (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1
          and refiner.noise_channels >= 0 and refiner.grain >= 0 and refiner.grain_rate > 0
          and refiner.lighting >= 0 and refiner.lighting_rate > 0
-         and refiner.highlights >= 0 and refiner.highlight_shift >= 0,
+         and refiner.highlights >= 0 and refiner.highlight_shift >= 0
+         and refiner.glint >= 0 and refiner.glint_shift >= 0,
          "refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size, "
          "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
-         f"lighting_rate > 0, highlights >= 0 and highlight_shift >= 0. Received: {refiner}"),
+         "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0 and "
+         f"glint_shift >= 0. Received: {refiner}"),
     ]
     for name, opt in (("refiner_optimizer", config.refiner_optimizer),
                       ("discriminator_optimizer", config.discriminator_optimizer)):
@@ -786,6 +795,7 @@ FLAG_ALIASES = {
     "refiner_grain": "refiner.grain",
     "refiner_lighting": "refiner.lighting",
     "refiner_highlights": "refiner.highlights",
+    "refiner_glint": "refiner.glint",
     "keep_checkpoints": "train.keep_checkpoints",
     "skip_bad_records": "data.skip_bad_records",
     "data_service": "data.data_service",

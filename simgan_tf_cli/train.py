@@ -79,6 +79,10 @@ flags.DEFINE_float("refiner_lighting", None, "Starting standard deviation of ran
 flags.DEFINE_float("refiner_highlights", None, "Starting value of learned highlights "
                    "added at a random offset per image at the refiner's output, exempt "
                    "from the self-regularization (default 0: none, the paper's refiner).")
+flags.DEFINE_float("refiner_glint", None, "Starting peak of a learned glint: one "
+                   "Gaussian spot per image, where the refiner predicts it plus a random "
+                   "offset, exempt from the self-regularization (default 0: none, the "
+                   "paper's refiner).")
 flags.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept on disk.")
 flags.DEFINE_bool("skip_bad_records", None, "Skip (and count) bad input records instead of "
                   "failing; truncated or corrupt shards are read up to the damage.")

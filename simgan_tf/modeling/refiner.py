@@ -44,6 +44,15 @@ fixed place relative to the eye, which makes it a cue for the label that real im
 not share. `OutputHighlights` adds a non-negative map the refiner predicts from its last
 features, shifted by a random sub-pixel offset drawn per image, exempt from the
 self-regularization and task terms.
+
+Option (`RefinerConfig.glint`, off by default): a learned glint per image
+(`OutputGlint`). The highlights map above never became a glint (docs/results.md): a
+bright spot a pixel or two across has to appear in many weights of a per-pixel map at
+once, which the adversarial gradient did not bring about. `OutputGlint` builds the shape
+in: one Gaussian spot per image whose peak and radius are learned scalars, placed at a
+position the refiner predicts from its last features (the expected position under a
+softmax over pixels) plus a random offset drawn per image, exempt from the
+self-regularization and task terms.
 """
 
 from __future__ import annotations
@@ -451,15 +460,110 @@ class OutputHighlights(keras.layers.Layer):
                 "max_shift": self.max_shift, "rate": self.rate, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="simgan_tf")
+class OutputGlint(keras.layers.Layer):
+    """A learned glint, one Gaussian spot per image at a random offset, at the output.
+
+    With `h` the refiner's last features, the layer predicts where the spot goes: a
+    location logit per pixel `l(h) = h w` (a 1x1 convolution, `w` starting at zero), a
+    softmax over the image's pixels, and its expected row and column (a soft argmax; at
+    the start, with `w = 0`, the image's centre). Each image's spot is centred there plus
+    an offset drawn uniformly in `[-max_shift, max_shift]` pixels along each axis (fresh
+    at every call, as in `NoiseChannels`), with peak `a` and radius (Gaussian standard
+    deviation, pixels) `s`, learned scalars per channel: `a * exp(-d^2 / (2 s^2))` is
+    added to the refined image, saturating at 1 (white). `a = softplus(rate * p)` and
+    `s = softplus(rate * q)` start at `peak` and `sigma`; `rate` speeds their and `w`'s
+    learning as `OutputGrain`'s does. The clean image passes through unchanged, so only
+    the adversarial loss shapes the glint.
+
+    Args:
+      peak: the spot's starting peak, in [-1, 1] image units (> 0).
+      sigma: its starting radius, in pixels (> 0).
+      max_shift: largest offset along each axis, in pixels (>= 0).
+      rate: multiplier of the layer's weights (> 0).
+      seed: seed of the offset generator (`None`: from Keras' global seed).
+
+    Call arguments:
+      inputs: `[refined, clean, features]`: `[b, H, W, C]`, `[b, H, W, C]`, `[b, H, W, F]`.
+
+    Returns:
+      `[glinted, clean]`, both `[b, H, W, C]`.
+    """
+
+    def __init__(self, peak: float, sigma: float = 1.0, max_shift: float = 2.0,
+                 rate: float = 10.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not peak > 0 or not sigma > 0 or not max_shift >= 0 or not rate > 0:
+            raise ValueError("Expected peak > 0, sigma > 0, max_shift >= 0 and rate > 0. "
+                             f"Received: peak={peak}, sigma={sigma}, "
+                             f"max_shift={max_shift}, rate={rate}")
+        self.peak = float(peak)
+        self.sigma = float(sigma)
+        self.max_shift = float(max_shift)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_state = self.seed_generator.state  # see NoiseChannels
+
+    def build(self, input_shape):
+        channels, features = input_shape[0][-1], input_shape[2][-1]
+        self.location_kernel = self.add_weight(
+            shape=(features,), initializer="zeros", name="location_kernel")
+        self.peak_weight = self.add_weight(
+            shape=(channels,), name="peak_weight", initializer=keras.initializers.Constant(
+                softplus_inverse(self.peak) / self.rate))
+        self.sigma_weight = self.add_weight(
+            shape=(channels,), name="sigma_weight", initializer=keras.initializers.Constant(
+                softplus_inverse(self.sigma) / self.rate))
+
+    def peak_and_sigma(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(a, s)`: the spot's peak and radius per channel, `[C]` each."""
+        return (tf.nn.softplus(self.rate * self.peak_weight),
+                tf.nn.softplus(self.rate * self.sigma_weight))
+
+    def location(self, features):
+        """The predicted centre `(row, column)` of each image's spot, `[b]` each."""
+        logits = self.rate * tf.einsum("bhwf,f->bhw", features, self.location_kernel)
+        shape = tf.shape(logits)
+        weights = tf.reshape(tf.nn.softmax(tf.reshape(logits, [shape[0], -1])), shape)
+        rows = tf.cast(tf.range(shape[1]), weights.dtype)
+        cols = tf.cast(tf.range(shape[2]), weights.dtype)
+        return (tf.einsum("bhw,h->b", weights, rows), tf.einsum("bhw,w->b", weights, cols))
+
+    def call(self, inputs):
+        refined, clean, features = inputs
+        features = tf.cast(features, refined.dtype)
+        row, col = self.location(features)
+        offsets = tf.random.stateless_uniform(
+            tf.stack([2, tf.shape(refined)[0]]), seed=replica_seed(self.seed_generator),
+            minval=-self.max_shift, maxval=self.max_shift, dtype=refined.dtype)
+        row, col = row + offsets[0], col + offsets[1]
+        shape = tf.shape(refined)
+        ys = tf.cast(tf.range(shape[1]), refined.dtype)[None, :, None, None]
+        xs = tf.cast(tf.range(shape[2]), refined.dtype)[None, None, :, None]
+        distance2 = (ys - row[:, None, None, None]) ** 2 + (xs - col[:, None, None, None]) ** 2
+        peak, sigma = self.peak_and_sigma()
+        glint = peak * tf.exp(-distance2 / (2.0 * sigma ** 2))
+        return [tf.minimum(refined + glint, 1.0), tf.identity(clean)]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape[0]), tuple(input_shape[1])]
+
+    def get_config(self):
+        return {**super().get_config(), "peak": self.peak, "sigma": self.sigma,
+                "max_shift": self.max_shift, "rate": self.rate, "seed": self.seed}
+
+
 def clean_view(refiner: keras.Model) -> keras.Model | None:
     """A model sharing `refiner`'s layers that returns `[refined, clean]`, or `None`.
 
-    For a refiner with output grain, highlights or lighting (`OutputGrain` named `grain`,
-    `OutputHighlights` named `highlights`, `OutputLighting` named `lighting`): one
-    forward pass gives the refined image with them and the clean image the
-    self-regularization compares with the input. `None` for a refiner with none.
+    For a refiner with output grain, highlights, a glint or lighting (`OutputGrain` named
+    `grain`, `OutputHighlights` named `highlights`, `OutputGlint` named `glint`,
+    `OutputLighting` named `lighting`): one forward pass gives the refined image with
+    them and the clean image the self-regularization compares with the input. `None` for
+    a refiner with none.
     """
-    for name in ("lighting", "highlights", "grain"):
+    for name in ("lighting", "glint", "highlights", "grain"):
         try:
             layer = refiner.get_layer(name)
         except ValueError:
@@ -485,11 +589,12 @@ def build_refiner(image_shape: tuple[int, int, int],
     if (config.num_blocks < 0 or config.filters < 1 or config.kernel_size % 2 != 1
             or config.noise_channels < 0 or config.grain < 0 or config.grain_rate <= 0
             or config.lighting < 0 or config.lighting_rate <= 0 or config.highlights < 0
-            or config.highlight_shift < 0):
+            or config.highlight_shift < 0 or config.glint < 0 or config.glint_shift < 0):
         raise ValueError(
             "Expected filters >= 1, num_blocks >= 0, an odd kernel_size, "
             "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
-            f"lighting_rate > 0, highlights >= 0 and highlight_shift >= 0. Received: {config}")
+            "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0 and "
+            f"glint_shift >= 0. Received: {config}")
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
     if config.noise_channels:
@@ -508,6 +613,10 @@ def build_refiner(image_shape: tuple[int, int, int],
     if config.highlights:
         outputs, clean = OutputHighlights(
             config.highlights, max_shift=config.highlight_shift, name="highlights",
+            dtype="float32")([outputs, clean, features])
+    if config.glint:
+        outputs, clean = OutputGlint(
+            config.glint, max_shift=config.glint_shift, name="glint",
             dtype="float32")([outputs, clean, features])
     if config.lighting:
         outputs, _ = OutputLighting(config.lighting, rate=config.lighting_rate,

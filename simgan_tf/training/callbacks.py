@@ -48,6 +48,7 @@ REAL_IMAGES_TAG = "images/real"
 PROBABILITY_IMAGES_TAG = "images/refined_discriminator_real_probability"
 DIFFERENCE_HISTOGRAM_TAG = "refiner/output_minus_input"
 LIGHTING_TAG = "refiner/lighting_std/{}"
+GLINT_TAG = "refiner/glint/{}"
 
 
 
@@ -159,6 +160,18 @@ def lighting_strengths(refiner: keras.Model) -> dict[str, float]:
     return {term: float(v) for term, v in zip(refiner_lib.LIGHTING_TERMS, values)}
 
 
+def glint_shape(refiner: keras.Model) -> dict[str, float]:
+    """`{"peak": a, "sigma": s}` of the refiner's learned glint (`OutputGlint`, named
+    `glint`; the mean over channels), or `{}` for a refiner without it."""
+    try:
+        layer = refiner.get_layer("glint")
+    except ValueError:
+        return {}
+    peak, sigma = layer.peak_and_sigma()
+    return {"peak": float(np.mean(keras.ops.convert_to_numpy(peak))),
+            "sigma": float(np.mean(keras.ops.convert_to_numpy(sigma)))}
+
+
 class SummaryCallback(keras.callbacks.Callback):
     """Writes TensorBoard scalars and image grids, keyed by the model's step counter.
 
@@ -235,6 +248,10 @@ class SummaryCallback(keras.callbacks.Callback):
                 tf.summary.scalar(LIGHTING_TAG.format(term), value,
                                   description="Learned standard deviation of the refiner's "
                                               "random lighting term (OutputLighting).")
+            for name, value in glint_shape(self.model.refiner).items():
+                tf.summary.scalar(GLINT_TAG.format(name), value,
+                                  description="Learned peak (image units) or radius "
+                                              "(pixels) of the refiner's glint (OutputGlint).")
             self._writer.flush()
         self.model.reset_trackers(self._updated)
         self._updated = set()
