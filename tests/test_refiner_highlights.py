@@ -109,7 +109,7 @@ def test_a_refiner_with_highlights_starts_at_its_initial_value_and_has_a_clean_v
     assert refined.shape == clean.shape == (8, *SHAPE)
     # The map starts at 0.02 everywhere, and a uniform map stays uniform when shifted.
     np.testing.assert_allclose(refined - clean, 0.02, rtol=1e-4)
-    with pytest.raises(ValueError, match="highlights >= 0 and highlight_shift >= 0"):
+    with pytest.raises(ValueError, match="highlights >= 0, highlight_shift >= 0"):
         build_refiner(SHAPE, config_lib.RefinerConfig(highlights=-0.1))
     with pytest.raises(ValueError, match="highlight_shift >= 0"):
         config_lib.override(config_lib.get_preset("gaze"),
