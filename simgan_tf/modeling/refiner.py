@@ -362,6 +362,16 @@ class OutputLighting(keras.layers.Layer):
                 "seed": self.seed}
 
 
+def random_offsets(seed_generator: keras.random.SeedGenerator, batch_size, max_shift: float,
+                   dtype) -> tuple[tf.Tensor, tf.Tensor]:
+    """`(dy, dx)`, `[batch_size]` each: offsets drawn uniformly in `[-max_shift,
+    max_shift]` pixels with the next seed of `seed_generator` (see `fresh_normal`)."""
+    offsets = tf.random.stateless_uniform(
+        tf.stack([2, batch_size]), seed=replica_seed(seed_generator),
+        minval=-max_shift, maxval=max_shift, dtype=dtype)
+    return offsets[0], offsets[1]
+
+
 def shift_images(images: tf.Tensor, dy: tf.Tensor, dx: tf.Tensor) -> tf.Tensor:
     """Shifts each image by `(dy[i], dx[i])` pixels (real-valued), bilinearly.
 
@@ -446,10 +456,9 @@ class OutputHighlights(keras.layers.Layer):
 
     def call(self, inputs):
         refined, clean, features = inputs
-        offsets = tf.random.stateless_uniform(
-            tf.stack([2, tf.shape(refined)[0]]), seed=replica_seed(self.seed_generator),
-            minval=-self.max_shift, maxval=self.max_shift, dtype=refined.dtype)
-        shifted = shift_images(self.highlight_map(features), offsets[0], offsets[1])
+        dy, dx = random_offsets(self.seed_generator, tf.shape(refined)[0], self.max_shift,
+                                refined.dtype)
+        shifted = shift_images(self.highlight_map(features), dy, dx)
         return [tf.minimum(refined + shifted, 1.0), tf.identity(clean)]
 
     def compute_output_shape(self, input_shape):
@@ -534,10 +543,9 @@ class OutputGlint(keras.layers.Layer):
         refined, clean, features = inputs
         features = tf.cast(features, refined.dtype)
         row, col = self.location(features)
-        offsets = tf.random.stateless_uniform(
-            tf.stack([2, tf.shape(refined)[0]]), seed=replica_seed(self.seed_generator),
-            minval=-self.max_shift, maxval=self.max_shift, dtype=refined.dtype)
-        row, col = row + offsets[0], col + offsets[1]
+        dy, dx = random_offsets(self.seed_generator, tf.shape(refined)[0], self.max_shift,
+                                refined.dtype)
+        row, col = row + dy, col + dx
         shape = tf.shape(refined)
         ys = tf.cast(tf.range(shape[1]), refined.dtype)[None, :, None, None]
         xs = tf.cast(tf.range(shape[2]), refined.dtype)[None, None, :, None]
