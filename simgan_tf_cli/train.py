@@ -50,7 +50,8 @@ flags.DEFINE_integer("history_size", None, "Images in the history buffer; 0 disa
                      "(the paper's Fig. 9 ablation).")
 flags.DEFINE_enum("adversarial_loss", None, list(config_lib.DISCRIMINATOR_OUTPUTS),
                   "local: per-patch discriminator (paper); global: one decision per image "
-                  "(the paper's Fig. 8 ablation).")
+                  "(the paper's Fig. 8 ablation); local+global: each patch's logits plus "
+                  "one decision per image.")
 flags.DEFINE_enum("optimizer", None, list(config_lib.OPTIMIZERS), "Optimizer of both networks.")
 flags.DEFINE_float("refiner_lr", None, "Refiner learning rate (adversarial phase).")
 flags.DEFINE_float("discriminator_lr", None, "Discriminator learning rate.")
