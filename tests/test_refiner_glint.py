@@ -1,23 +1,19 @@
 """A learned glint per image at the refiner's output (`refiner.glint`,
 modeling/refiner.py OutputGlint)."""
 
-import functools
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from simgan_tf import config as config_lib
-from simgan_tf.modeling import losses
 from simgan_tf.modeling.refiner import OutputGlint, build_refiner, clean_view
-from simgan_tf.modeling.schedule import Phase
-from simgan_tf.serving import export
 from simgan_tf.training import callbacks, train_lib
 from test_model import batch
-from test_refiner_grain import assert_every_phase_runs_and_replicas_stay_in_sync
+from test_refiner_grain import (assert_every_phase_runs_and_replicas_stay_in_sync,
+                                assert_only_the_adversarial_loss_reaches,
+                                assert_the_exported_refiner_draws_anew)
 from test_refiner_noise import assert_a_restored_refiner_draws_the_same
-from test_stabilising import build as build_simgan
-from test_train import tiny_config
+from test_train import event_tags, tiny_config
 
 SHAPE = (35, 55, 1)
 CONFIG = config_lib.RefinerConfig(filters=8, num_blocks=1, glint=0.5)
@@ -99,25 +95,9 @@ def test_a_refiner_with_a_glint_has_a_clean_view_without_it():
 
 
 def test_only_the_adversarial_loss_reaches_the_glint():
-    model = build_simgan(refiner_config=CONFIG)
-    layer = model.refiner.get_layer("glint")
-    data = batch()
-    before = [v.numpy().copy() for v in layer.trainable_weights]
-    tf.function(functools.partial(model.train_step, phase=Phase.PRETRAIN_REFINER))(data)
-    for b, v in zip(before, layer.trainable_weights):
-        np.testing.assert_array_equal(b, v)
-    with tf.GradientTape() as tape:
-        refined, _ = clean_view(model.refiner)(data["synthetic"], training=True)
-        adversarial = losses.local_adversarial_loss(model.discriminator(refined), losses.REAL)
-    gradients = tape.gradient(adversarial, layer.trainable_weights)
+    gradients = assert_only_the_adversarial_loss_reaches(CONFIG, "glint",
+                                                         every_weight_moves=True)
     assert len(gradients) == 3  # location kernel, peak, radius
-    assert all(g is not None and np.any(g.numpy() != 0) for g in gradients)
-    with tf.GradientTape() as tape:
-        _, clean = clean_view(model.refiner)(data["synthetic"], training=True)
-        regularization = losses.self_regularization_loss(clean, data["synthetic"])
-    assert all(g is None for g in tape.gradient(regularization, layer.trainable_weights))
-    tf.function(functools.partial(model.train_step, phase=Phase.REFINER))(data)
-    assert all(not np.array_equal(b, v) for b, v in zip(before, layer.trainable_weights))
 
 
 def test_the_offset_generator_is_checkpointed_so_a_restored_refiner_draws_the_same(tmp_path):
@@ -136,15 +116,9 @@ def test_a_run_with_a_glint_logs_its_shape_and_exports_it(shifted_data_dir, tmp_
     assert list(shape) == ["peak", "sigma"]
     assert 0.2 < shape["peak"] < 1.0 and 0.5 < shape["sigma"] < 2.0
     assert callbacks.glint_shape(build_refiner(SHAPE)) == {}
-    events = tf.io.gfile.glob(str(tmp_path / "run" / "logs" / "train" / "events.*"))
-    tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(path)
-            for value in event.summary.value}
-    assert {callbacks.GLINT_TAG.format(name) for name in ("peak", "sigma")} <= tags
-    refine = export.load_refiner(result.export_path)
-    x = batch(4)["synthetic"].numpy()
-    a, b = refine(x), refine(x)
-    assert a.shape == (4, *SHAPE) and not np.allclose(a, b)
-    assert np.all(np.abs(a) <= 1)
+    tags = event_tags(str(tmp_path / "run" / "logs" / "train"))
+    assert {callbacks.GLINT_TAG.format(name) for name in ("peak", "sigma")} <= set(tags)
+    assert_the_exported_refiner_draws_anew(result.export_path)
 
 
 def test_the_refiner_glint_flag_sets_the_field():

@@ -167,6 +167,43 @@ def assert_every_phase_runs_and_replicas_stay_in_sync(config, name, layer_type, 
     assert mirrored.step == 1
 
 
+def assert_only_the_adversarial_loss_reaches(config, name, *, every_weight_moves):
+    """The refiner's output layer `name` is untouched by a pretraining (L1-only) update,
+    gets a nonzero gradient in every weight from the adversarial loss and none from the
+    self-regularization, and moves in a refiner update (every weight if
+    `every_weight_moves`, else at least one). Returns the adversarial gradients."""
+    model = build_simgan(refiner_config=config)
+    layer = model.refiner.get_layer(name)
+    data = batch()
+    before = [v.numpy().copy() for v in layer.trainable_weights]
+    tf.function(functools.partial(model.train_step, phase=Phase.PRETRAIN_REFINER))(data)
+    for b, v in zip(before, layer.trainable_weights):
+        np.testing.assert_array_equal(b, v)
+    with tf.GradientTape() as tape:
+        refined, _ = clean_view(model.refiner)(data["synthetic"], training=True)
+        adversarial = losses.local_adversarial_loss(model.discriminator(refined), losses.REAL)
+    gradients = tape.gradient(adversarial, layer.trainable_weights)
+    assert all(g is not None and np.any(g.numpy() != 0) for g in gradients)
+    with tf.GradientTape() as tape:
+        _, clean = clean_view(model.refiner)(data["synthetic"], training=True)
+        regularization = losses.self_regularization_loss(clean, data["synthetic"])
+    assert all(g is None for g in tape.gradient(regularization, layer.trainable_weights))
+    tf.function(functools.partial(model.train_step, phase=Phase.REFINER))(data)
+    moved = [not np.array_equal(b, v) for b, v in zip(before, layer.trainable_weights)]
+    assert all(moved) if every_weight_moves else any(moved)
+    return gradients
+
+
+def assert_the_exported_refiner_draws_anew(export_path):
+    """The exported refiner maps 4 synthetic eyes to 4 images in [-1, 1], different at
+    every call (its output layers draw fresh randomness)."""
+    refine = export.load_refiner(export_path)
+    x = batch(4)["synthetic"].numpy()
+    a, b = refine(x), refine(x)
+    assert a.shape == (4, *SHAPE) and not np.allclose(a, b)
+    assert np.all(np.abs(a) <= 1)
+
+
 def test_every_phase_runs_with_grain_and_the_ema_and_replicas_stay_in_sync(mirrored_strategy):
     assert_every_phase_runs_and_replicas_stay_in_sync(CONFIG, "grain", OutputGrain,
                                                       mirrored_strategy)
@@ -176,11 +213,7 @@ def test_a_run_with_grain_trains_and_exports_a_grainy_refiner(shifted_data_dir, 
     config = config_lib.override(tiny_config(shifted_data_dir), {"refiner.grain": 0.05})
     result = train_lib.train(config, str(tmp_path / "run"), verbose=0)
     assert isinstance(result.model.refiner.get_layer("grain"), OutputGrain)
-    refine = export.load_refiner(result.export_path)
-    x = batch(4)["synthetic"].numpy()
-    a, b = refine(x), refine(x)
-    assert a.shape == (4, *SHAPE) and not np.allclose(a, b)
-    assert np.all(np.abs(a) <= 1)
+    assert_the_exported_refiner_draws_anew(result.export_path)
 
 
 def test_the_refiner_grain_flag_sets_the_field():

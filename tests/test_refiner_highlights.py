@@ -1,24 +1,20 @@
 """Learned highlights at a random offset per image (`refiner.highlights`,
 modeling/refiner.py OutputHighlights and shift_images)."""
 
-import functools
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from simgan_tf import config as config_lib
-from simgan_tf.modeling import losses
 from simgan_tf.modeling.refiner import (OutputHighlights, build_refiner, clean_view,
                                         shift_images)
-from simgan_tf.modeling.schedule import Phase
-from simgan_tf.serving import export
 from simgan_tf.training import train_lib
 from test_model import batch
-from test_refiner_grain import assert_every_phase_runs_and_replicas_stay_in_sync
+from test_refiner_grain import (assert_every_phase_runs_and_replicas_stay_in_sync,
+                                assert_only_the_adversarial_loss_reaches,
+                                assert_the_exported_refiner_draws_anew)
 from test_refiner_noise import assert_a_restored_refiner_draws_the_same
-from test_stabilising import build as build_simgan
 from test_train import tiny_config
 
 SHAPE = (35, 55, 1)
@@ -121,24 +117,7 @@ def test_a_refiner_with_highlights_starts_at_its_initial_value_and_has_a_clean_v
 
 
 def test_only_the_adversarial_loss_reaches_the_highlights():
-    model = build_simgan(refiner_config=CONFIG)
-    layer = model.refiner.get_layer("highlights")
-    data = batch()
-    before = [v.numpy().copy() for v in layer.trainable_weights]
-    tf.function(functools.partial(model.train_step, phase=Phase.PRETRAIN_REFINER))(data)
-    for b, v in zip(before, layer.trainable_weights):
-        np.testing.assert_array_equal(b, v)
-    with tf.GradientTape() as tape:
-        refined, clean = clean_view(model.refiner)(data["synthetic"], training=True)
-        adversarial = losses.local_adversarial_loss(model.discriminator(refined), losses.REAL)
-    gradients = tape.gradient(adversarial, layer.trainable_weights)
-    assert all(g is not None and np.any(g.numpy() != 0) for g in gradients)
-    with tf.GradientTape() as tape:
-        _, clean = clean_view(model.refiner)(data["synthetic"], training=True)
-        regularization = losses.self_regularization_loss(clean, data["synthetic"])
-    assert all(g is None for g in tape.gradient(regularization, layer.trainable_weights))
-    tf.function(functools.partial(model.train_step, phase=Phase.REFINER))(data)
-    assert any(not np.array_equal(b, v) for b, v in zip(before, layer.trainable_weights))
+    assert_only_the_adversarial_loss_reaches(CONFIG, "highlights", every_weight_moves=False)
 
 
 def test_the_offset_generator_is_checkpointed_so_a_restored_refiner_draws_the_same(tmp_path):
@@ -154,11 +133,7 @@ def test_a_run_with_highlights_trains_and_exports_them(shifted_data_dir, tmp_pat
     config = config_lib.override(tiny_config(shifted_data_dir), {"refiner.highlights": 0.02})
     result = train_lib.train(config, str(tmp_path / "run"), verbose=0)
     assert isinstance(result.model.refiner.get_layer("highlights"), OutputHighlights)
-    refine = export.load_refiner(result.export_path)
-    x = batch(4)["synthetic"].numpy()
-    a, b = refine(x), refine(x)
-    assert a.shape == (4, *SHAPE) and not np.allclose(a, b)
-    assert np.all(np.abs(a) <= 1)
+    assert_the_exported_refiner_draws_anew(result.export_path)
 
 
 def test_the_refiner_highlights_flag_sets_the_field():

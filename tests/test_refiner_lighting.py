@@ -13,13 +13,13 @@ from simgan_tf.modeling import losses
 from simgan_tf.modeling.refiner import (LIGHTING_TERMS, OutputLighting, build_refiner,
                                         clean_view, light, lighting_field)
 from simgan_tf.modeling.schedule import Phase
-from simgan_tf.serving import export
 from simgan_tf.training import callbacks, train_lib
 from test_model import batch
-from test_refiner_grain import assert_every_phase_runs_and_replicas_stay_in_sync
+from test_refiner_grain import (assert_every_phase_runs_and_replicas_stay_in_sync,
+                                assert_the_exported_refiner_draws_anew)
 from test_refiner_noise import assert_a_restored_refiner_draws_the_same
 from test_stabilising import build as build_simgan
-from test_train import tiny_config
+from test_train import event_tags, tiny_config
 
 SHAPE = (35, 55, 1)
 CONFIG = config_lib.RefinerConfig(filters=8, num_blocks=1, lighting=0.05)
@@ -184,15 +184,9 @@ def test_a_run_with_lighting_logs_its_strengths_and_exports_a_randomly_lit_refin
     assert list(strengths) == list(LIGHTING_TERMS)
     assert all(0.02 < s < 0.2 for s in strengths.values())
     assert callbacks.lighting_strengths(build_refiner(SHAPE)) == {}
-    events = tf.io.gfile.glob(str(tmp_path / "run" / "logs" / "train" / "events.*"))
-    tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(path)
-            for value in event.summary.value}
-    assert {callbacks.LIGHTING_TAG.format(term) for term in LIGHTING_TERMS} <= tags
-    refine = export.load_refiner(result.export_path)
-    x = batch(4)["synthetic"].numpy()
-    a, b = refine(x), refine(x)
-    assert a.shape == (4, *SHAPE) and not np.allclose(a, b)
-    assert np.all(np.abs(a) <= 1)
+    tags = event_tags(str(tmp_path / "run" / "logs" / "train"))
+    assert {callbacks.LIGHTING_TAG.format(term) for term in LIGHTING_TERMS} <= set(tags)
+    assert_the_exported_refiner_draws_anew(result.export_path)
 
 
 def test_the_refiner_lighting_flag_sets_the_field():
