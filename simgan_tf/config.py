@@ -56,6 +56,7 @@ from typing import Any
 
 OPTIMIZERS = ("adam", "sgd")
 DISCRIMINATOR_OUTPUTS = ("local", "global", "local+global")
+GLINT_PLACEMENTS = ("features", "pupil")
 REG_FEATURES = ("pixels", "local_mean")
 TASK_OUTPUTS = ("output", "features")
 # The names of modeling.augment.TRANSFORMS (config imports nothing of simgan_tf).
@@ -134,6 +135,10 @@ class RefinerConfig:
         its last features plus a random offset per image, exempt from the
         self-regularization and task terms; 0: none (the paper).
       glint_shift: largest random offset of the glint along each axis, in pixels.
+      glint_placement: where the glint starts: `features` (the image's centre, moved
+        where the refiner's features point) or `pupil` (the corneal reflection: the
+        image's centre plus 0.6 times the darkest region's displacement from it, a
+        learned fraction; for eye images; `OutputGlint`).
     """
     filters: int = 64
     kernel_size: int = 3
@@ -147,6 +152,7 @@ class RefinerConfig:
     highlight_shift: float = 2.0
     glint: float = 0.0
     glint_shift: float = 2.0
+    glint_placement: str = "features"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -476,11 +482,13 @@ def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
          and refiner.noise_channels >= 0 and refiner.grain >= 0 and refiner.grain_rate > 0
          and refiner.lighting >= 0 and refiner.lighting_rate > 0
          and refiner.highlights >= 0 and refiner.highlight_shift >= 0
-         and refiner.glint >= 0 and refiner.glint_shift >= 0,
+         and refiner.glint >= 0 and refiner.glint_shift >= 0
+         and refiner.glint_placement in GLINT_PLACEMENTS,
          "refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size, "
          "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
-         "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0 and "
-         f"glint_shift >= 0. Received: {refiner}"),
+         "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0, "
+         f"glint_shift >= 0 and glint_placement in {GLINT_PLACEMENTS}. "
+         f"Received: {refiner}"),
     ]
     for name, opt in (("refiner_optimizer", config.refiner_optimizer),
                       ("discriminator_optimizer", config.discriminator_optimizer)):
@@ -796,6 +804,7 @@ FLAG_ALIASES = {
     "refiner_lighting": "refiner.lighting",
     "refiner_highlights": "refiner.highlights",
     "refiner_glint": "refiner.glint",
+    "glint_placement": "refiner.glint_placement",
     "keep_checkpoints": "train.keep_checkpoints",
     "skip_bad_records": "data.skip_bad_records",
     "data_service": "data.data_service",

@@ -84,6 +84,10 @@ flags.DEFINE_float("refiner_glint", None, "Starting peak of a learned glint: one
                    "Gaussian spot per image, where the refiner predicts it plus a random "
                    "offset, exempt from the self-regularization (default 0: none, the "
                    "paper's refiner).")
+flags.DEFINE_enum("glint_placement", None, list(config_lib.GLINT_PLACEMENTS),
+                  "Where the learned glint starts: features (the image's centre, moved "
+                  "where the refiner's features point) or pupil (the corneal reflection, "
+                  "found from the eye's darkest region; default features).")
 flags.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept on disk.")
 flags.DEFINE_bool("skip_bad_records", None, "Skip (and count) bad input records instead of "
                   "failing; truncated or corrupt shards are read up to the damage.")

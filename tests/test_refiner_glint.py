@@ -1,6 +1,8 @@
 """A learned glint per image at the refiner's output (`refiner.glint`,
 modeling/refiner.py OutputGlint)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -52,6 +54,55 @@ def test_the_spot_goes_where_the_features_point():
     np.testing.assert_allclose(spot.max(axis=(1, 2)), 0.5, rtol=1e-4)
 
 
+def test_the_pupil_placement_starts_at_the_corneal_reflection():
+    layer = OutputGlint(0.5, max_shift=0.0, placement="pupil", seed=1)
+    images = np.full((2, 9, 13, 1), 0.6, "f4")  # bright, with a dark 2x2 "pupil"
+    images[0, 1:3, 2:4] = -0.9   # centre (1.5, 2.5); the image's centre is (4, 6)
+    images[1, 6:8, 9:11] = -0.9  # centre (6.5, 9.5)
+    features = np.random.default_rng(0).normal(size=(2, 9, 13, 3)).astype("f4")
+    out, _ = layer([tf.fill(images.shape, -0.9), tf.fill(images.shape, -0.9),
+                    tf.constant(features), tf.constant(images)])
+    row, col = layer.location(tf.constant(features), tf.constant(images))
+    # 0.6 of the way from the image's centre to the pupil's; the bright pixels weigh
+    # exp(-20 * 1.5) each, too little to move it.
+    np.testing.assert_allclose(row, [4 + 0.6 * (1.5 - 4), 4 + 0.6 * (6.5 - 4)], atol=1e-4)
+    np.testing.assert_allclose(col, [6 + 0.6 * (2.5 - 6), 6 + 0.6 * (9.5 - 6)], atol=1e-4)
+    ys, xs = np.mgrid[:9, :13]
+    for image, r, c in zip((out + 0.9).numpy()[..., 0], row.numpy(), col.numpy()):
+        np.testing.assert_allclose(
+            image, 0.5 * np.exp(-((ys - r) ** 2 + (xs - c) ** 2) / 2.0), rtol=1e-4, atol=1e-6)
+    # The fraction is learned: at 1 the spot sits on the pupil.
+    layer.pupil_ratio_weight.assign(1.0 / layer.rate)
+    row, col = layer.location(tf.constant(features), tf.constant(images))
+    np.testing.assert_allclose(np.stack([row, col], 1), [[1.5, 2.5], [6.5, 9.5]], atol=1e-4)
+    with pytest.raises(ValueError, match="placement='pupil'"):
+        layer([images, images, features])
+    with pytest.raises(ValueError, match="placement in"):
+        OutputGlint(0.5, placement="iris")
+
+
+def test_a_refiner_with_a_pupil_placed_glint_puts_it_on_the_dark_pupil():
+    images = np.full((4, *SHAPE), 0.4, "f4")
+    centres = [(10, 15), (20, 40), (25, 20), (12, 35)]
+    for image, (r, c) in zip(images, centres):
+        image[r - 1:r + 2, c - 1:c + 2] = -0.95
+    refiner = build_refiner(SHAPE, config_lib.RefinerConfig(
+        filters=8, num_blocks=1, glint=0.5, glint_shift=0.0, glint_placement="pupil"))
+    assert refiner.get_layer("glint").placement == "pupil"
+    refined, clean = clean_view(refiner)(images)
+    glint = (refined - clean).numpy()[..., 0]
+    for spot, (r, c) in zip(glint, centres):
+        expected = (17 + 0.6 * (r - 17), 27 + 0.6 * (c - 27))
+        peak = np.unravel_index(spot.argmax(), spot.shape)
+        assert np.hypot(peak[0] - expected[0], peak[1] - expected[1]) <= 1.0
+    names = {v.name for v in refiner.trainable_weights}
+    assert "pupil_ratio_weight" in names
+    gradients = assert_only_the_adversarial_loss_reaches(
+        config_lib.RefinerConfig(filters=8, num_blocks=1, glint=0.5,
+                                 glint_placement="pupil"), "glint", every_weight_moves=True)
+    assert len(gradients) == 4  # location kernel, peak, radius, the pupil's fraction
+
+
 def test_offsets_are_uniform_within_the_largest_shift_and_fresh_at_every_call():
     layer = OutputGlint(0.5, sigma=0.8, max_shift=2.0, seed=3)
     features = np.zeros((500, 21, 21, 1), "f4")
@@ -83,8 +134,14 @@ def test_a_refiner_with_a_glint_has_a_clean_view_without_it():
     assert glint.shape == (8, *SHAPE) and glint.min() >= 0
     assert 0.45 < glint.max() <= 0.5 + 1e-5  # a peak of 0.5 within a pixel of its centre
     assert (glint > 0.05).sum(axis=(1, 2, 3)).max() < 40  # one spot, not a map
-    with pytest.raises(ValueError, match="glint >= 0 and glint_shift >= 0"):
+    with pytest.raises(ValueError, match="glint >= 0, glint_shift >= 0"):
         build_refiner(SHAPE, config_lib.RefinerConfig(glint=-0.1))
+    for bad in (build_refiner,
+                lambda shape, refiner: config_lib.override(
+                    config_lib.get_preset("gaze"),
+                    {"refiner.glint_placement": refiner.glint_placement}).validate()):
+        with pytest.raises(ValueError, match=r"glint_placement in \('features', 'pupil'\)"):
+            bad(SHAPE, config_lib.RefinerConfig(glint=0.5, glint_placement="iris"))
     with pytest.raises(ValueError, match="glint_shift >= 0"):
         config_lib.override(config_lib.get_preset("gaze"),
                             {"refiner.glint_shift": -1.0}).validate()
@@ -104,13 +161,19 @@ def test_the_offset_generator_is_checkpointed_so_a_restored_refiner_draws_the_sa
     assert_a_restored_refiner_draws_the_same(CONFIG, tmp_path)
 
 
-def test_every_phase_runs_with_a_glint_and_replicas_stay_in_sync(mirrored_strategy):
-    assert_every_phase_runs_and_replicas_stay_in_sync(CONFIG, "glint", OutputGlint,
+@pytest.mark.parametrize("placement", config_lib.GLINT_PLACEMENTS)
+def test_every_phase_runs_with_a_glint_and_replicas_stay_in_sync(mirrored_strategy,
+                                                                  placement):
+    config = dataclasses.replace(CONFIG, glint_placement=placement)
+    assert_every_phase_runs_and_replicas_stay_in_sync(config, "glint", OutputGlint,
                                                       mirrored_strategy)
 
 
-def test_a_run_with_a_glint_logs_its_shape_and_exports_it(shifted_data_dir, tmp_path):
-    config = config_lib.override(tiny_config(shifted_data_dir), {"refiner.glint": 0.5})
+@pytest.mark.parametrize("placement", config_lib.GLINT_PLACEMENTS)
+def test_a_run_with_a_glint_logs_its_shape_and_exports_it(shifted_data_dir, tmp_path,
+                                                          placement):
+    config = config_lib.override(tiny_config(shifted_data_dir), {
+        "refiner.glint": 0.5, "refiner.glint_placement": placement})
     result = train_lib.train(config, str(tmp_path / "run"), verbose=0)
     shape = callbacks.glint_shape(result.model.refiner)
     assert list(shape) == ["peak", "sigma"]
@@ -124,5 +187,7 @@ def test_a_run_with_a_glint_logs_its_shape_and_exports_it(shifted_data_dir, tmp_
 def test_the_refiner_glint_flag_sets_the_field():
     overrides = config_lib.command_line_overrides({"refiner_glint": 0.4}, [])
     assert overrides == {"refiner.glint": 0.4}
+    assert config_lib.command_line_overrides({"glint_placement": "pupil"}, []) == {
+        "refiner.glint_placement": "pupil"}
     config = config_lib.override(config_lib.get_preset("gaze"), overrides)
     assert config.refiner.glint == 0.4 and config_lib.get_preset("gaze").refiner.glint == 0

@@ -247,6 +247,7 @@ class OutputGrain(keras.layers.Layer):
                 "kernel_size": self.kernel_size, "rate": self.rate, "seed": self.seed}
 
 
+GLINT_PLACEMENTS = config_lib.GLINT_PLACEMENTS
 LIGHTING_TERMS = ("brightness", "contrast", "x", "y", "x2", "y2", "xy")
 
 
@@ -485,31 +486,57 @@ class OutputGlint(keras.layers.Layer):
     learning as `OutputGrain`'s does. The clean image passes through unchanged, so only
     the adversarial loss shapes the glint.
 
+    With `placement="pupil"` the layer also takes the refiner's input image `x` and
+    starts the spot at the eye's corneal reflection instead of the image's centre: the
+    softmax's logits become `l(h) - temperature * mean_c(x)`, so it weighs the darkest
+    pixels (an eye's pupil) most, and the spot's centre is the image's centre plus `k`
+    times the pupil's displacement from it, with `k = rate * r` learned, starting at
+    `pupil_ratio`. A light near the camera is reflected near the projection of the
+    cornea's centre of curvature, which lies between the eye's centre of rotation and
+    the pupil: in the Gullstrand-Le Grand eye model at about 5.7 mm and 9.9 mm from the
+    centre of rotation, a ratio of about 0.6, the default. The image's centre stands for
+    the eye's centre, as in gaze-normalized eye images.
+
     Args:
       peak: the spot's starting peak, in [-1, 1] image units (> 0).
       sigma: its starting radius, in pixels (> 0).
       max_shift: largest offset along each axis, in pixels (>= 0).
       rate: multiplier of the layer's weights (> 0).
+      placement: `"features"` (where the features point, from the image's centre) or
+        `"pupil"` (from the corneal reflection; see above).
+      pupil_ratio: starting `k` of the `"pupil"` placement.
+      temperature: weight of darkness in the `"pupil"` placement's logits, per [-1, 1]
+        image unit (> 0); at the default 20 the soft argmax stays within a quarter
+        pixel of the darkest pixels' centre on the built-in simulator's eyes.
       seed: seed of the offset generator (`None`: from Keras' global seed).
 
     Call arguments:
-      inputs: `[refined, clean, features]`: `[b, H, W, C]`, `[b, H, W, C]`, `[b, H, W, F]`.
+      inputs: `[refined, clean, features]`: `[b, H, W, C]`, `[b, H, W, C]`, `[b, H, W, F]`;
+        with `placement="pupil"`, `[refined, clean, features, images]`, `images` the
+        refiner's input `[b, H, W, C]`.
 
     Returns:
       `[glinted, clean]`, both `[b, H, W, C]`.
     """
 
     def __init__(self, peak: float, sigma: float = 1.0, max_shift: float = 2.0,
-                 rate: float = 10.0, seed: int | None = None, **kwargs):
+                 rate: float = 10.0, placement: str = "features", pupil_ratio: float = 0.6,
+                 temperature: float = 20.0, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not peak > 0 or not sigma > 0 or not max_shift >= 0 or not rate > 0:
             raise ValueError("Expected peak > 0, sigma > 0, max_shift >= 0 and rate > 0. "
                              f"Received: peak={peak}, sigma={sigma}, "
                              f"max_shift={max_shift}, rate={rate}")
+        if placement not in GLINT_PLACEMENTS or not temperature > 0:
+            raise ValueError(f"Expected placement in {GLINT_PLACEMENTS} and temperature > 0. "
+                             f"Received: placement={placement!r}, temperature={temperature}")
         self.peak = float(peak)
         self.sigma = float(sigma)
         self.max_shift = float(max_shift)
         self.rate = float(rate)
+        self.placement = placement
+        self.pupil_ratio = float(pupil_ratio)
+        self.temperature = float(temperature)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.seed_state = self.seed_generator.state  # see NoiseChannels
@@ -524,25 +551,43 @@ class OutputGlint(keras.layers.Layer):
         self.sigma_weight = self.add_weight(
             shape=(channels,), name="sigma_weight", initializer=keras.initializers.Constant(
                 softplus_inverse(self.sigma) / self.rate))
+        if self.placement == "pupil":
+            self.pupil_ratio_weight = self.add_weight(
+                shape=(), name="pupil_ratio_weight",
+                initializer=keras.initializers.Constant(self.pupil_ratio / self.rate))
 
     def peak_and_sigma(self) -> tuple[tf.Tensor, tf.Tensor]:
         """`(a, s)`: the spot's peak and radius per channel, `[C]` each."""
         return (tf.nn.softplus(self.rate * self.peak_weight),
                 tf.nn.softplus(self.rate * self.sigma_weight))
 
-    def location(self, features):
-        """The predicted centre `(row, column)` of each image's spot, `[b]` each."""
+    def location(self, features, images=None):
+        """The predicted centre `(row, column)` of each image's spot, `[b]` each (before
+        the random offset); `images` (the refiner's input) for `placement="pupil"`."""
         logits = self.rate * tf.einsum("bhwf,f->bhw", features, self.location_kernel)
+        if self.placement == "pupil":
+            logits -= self.temperature * tf.reduce_mean(tf.cast(images, logits.dtype), -1)
         shape = tf.shape(logits)
         weights = tf.reshape(tf.nn.softmax(tf.reshape(logits, [shape[0], -1])), shape)
         rows = tf.cast(tf.range(shape[1]), weights.dtype)
         cols = tf.cast(tf.range(shape[2]), weights.dtype)
-        return (tf.einsum("bhw,h->b", weights, rows), tf.einsum("bhw,w->b", weights, cols))
+        row, col = tf.einsum("bhw,h->b", weights, rows), tf.einsum("bhw,w->b", weights, cols)
+        if self.placement == "pupil":
+            ratio = self.rate * self.pupil_ratio_weight
+            centre_row = tf.cast(shape[1] - 1, row.dtype) / 2.0
+            centre_col = tf.cast(shape[2] - 1, col.dtype) / 2.0
+            row = centre_row + ratio * (row - centre_row)
+            col = centre_col + ratio * (col - centre_col)
+        return row, col
 
     def call(self, inputs):
-        refined, clean, features = inputs
+        refined, clean, features = inputs[:3]
+        if (len(inputs) == 4) != (self.placement == "pupil"):
+            raise ValueError("OutputGlint takes [refined, clean, features, images] with "
+                             "placement='pupil' and [refined, clean, features] otherwise. "
+                             f"Received {len(inputs)} inputs, placement={self.placement!r}")
         features = tf.cast(features, refined.dtype)
-        row, col = self.location(features)
+        row, col = self.location(features, inputs[3] if len(inputs) == 4 else None)
         dy, dx = random_offsets(self.seed_generator, tf.shape(refined)[0], self.max_shift,
                                 refined.dtype)
         row, col = row + dy, col + dx
@@ -559,7 +604,9 @@ class OutputGlint(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "peak": self.peak, "sigma": self.sigma,
-                "max_shift": self.max_shift, "rate": self.rate, "seed": self.seed}
+                "max_shift": self.max_shift, "rate": self.rate, "placement": self.placement,
+                "pupil_ratio": self.pupil_ratio, "temperature": self.temperature,
+                "seed": self.seed}
 
 
 def clean_view(refiner: keras.Model) -> keras.Model | None:
@@ -597,12 +644,14 @@ def build_refiner(image_shape: tuple[int, int, int],
     if (config.num_blocks < 0 or config.filters < 1 or config.kernel_size % 2 != 1
             or config.noise_channels < 0 or config.grain < 0 or config.grain_rate <= 0
             or config.lighting < 0 or config.lighting_rate <= 0 or config.highlights < 0
-            or config.highlight_shift < 0 or config.glint < 0 or config.glint_shift < 0):
+            or config.highlight_shift < 0 or config.glint < 0 or config.glint_shift < 0
+            or config.glint_placement not in GLINT_PLACEMENTS):
         raise ValueError(
             "Expected filters >= 1, num_blocks >= 0, an odd kernel_size, "
             "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
-            "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0 and "
-            f"glint_shift >= 0. Received: {config}")
+            "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0, "
+            f"glint_shift >= 0 and glint_placement in {GLINT_PLACEMENTS}. "
+            f"Received: {config}")
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
     if config.noise_channels:
@@ -623,9 +672,12 @@ def build_refiner(image_shape: tuple[int, int, int],
             config.highlights, max_shift=config.highlight_shift, name="highlights",
             dtype="float32")([outputs, clean, features])
     if config.glint:
+        glint_inputs = [outputs, clean, features]
+        if config.glint_placement == "pupil":
+            glint_inputs.append(inputs)
         outputs, clean = OutputGlint(
-            config.glint, max_shift=config.glint_shift, name="glint",
-            dtype="float32")([outputs, clean, features])
+            config.glint, max_shift=config.glint_shift, placement=config.glint_placement,
+            name="glint", dtype="float32")(glint_inputs)
     if config.lighting:
         outputs, _ = OutputLighting(config.lighting, rate=config.lighting_rate,
                                     name="lighting", dtype="float32")([outputs, clean])
