@@ -472,23 +472,29 @@ def _data_checks(d: DataConfig) -> list[tuple[bool, str]]:
     ]
 
 
+def refiner_check(refiner: RefinerConfig) -> tuple[bool, str]:
+    """`(ok, message)`: whether `refiner` describes a refiner `build_refiner` can build,
+    and the error to raise when not."""
+    ok = (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1
+          and refiner.noise_channels >= 0 and refiner.grain >= 0 and refiner.grain_rate > 0
+          and refiner.lighting >= 0 and refiner.lighting_rate > 0
+          and refiner.highlights >= 0 and refiner.highlight_shift >= 0
+          and refiner.glint >= 0 and refiner.glint_shift >= 0
+          and refiner.glint_placement in GLINT_PLACEMENTS)
+    return ok, ("refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size, "
+                "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
+                "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0, "
+                f"glint_shift >= 0 and glint_placement in {GLINT_PLACEMENTS}. "
+                f"Received: {refiner}")
+
+
 def _network_checks(config: SimGANConfig) -> list[tuple[bool, str]]:
-    refiner, layers = config.refiner, config.discriminator.layers
+    layers = config.discriminator.layers
     checks = [
         (config.discriminator.output in DISCRIMINATOR_OUTPUTS,
          f"discriminator.output must be one of {DISCRIMINATOR_OUTPUTS}. "
          f"Received: {config.discriminator.output!r}"),
-        (refiner.num_blocks >= 0 and refiner.filters >= 1 and refiner.kernel_size % 2 == 1
-         and refiner.noise_channels >= 0 and refiner.grain >= 0 and refiner.grain_rate > 0
-         and refiner.lighting >= 0 and refiner.lighting_rate > 0
-         and refiner.highlights >= 0 and refiner.highlight_shift >= 0
-         and refiner.glint >= 0 and refiner.glint_shift >= 0
-         and refiner.glint_placement in GLINT_PLACEMENTS,
-         "refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size, "
-         "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
-         "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0, "
-         f"glint_shift >= 0 and glint_placement in {GLINT_PLACEMENTS}. "
-         f"Received: {refiner}"),
+        refiner_check(config.refiner),
     ]
     for name, opt in (("refiner_optimizer", config.refiner_optimizer),
                       ("discriminator_optimizer", config.discriminator_optimizer)):

@@ -641,17 +641,9 @@ def build_refiner(image_shape: tuple[int, int, int],
       A `keras.Model` from `[batch, H, W, C]` float32 in [-1, 1] to refined images of the
       same shape in [-1, 1]. Create it inside the strategy scope.
     """
-    if (config.num_blocks < 0 or config.filters < 1 or config.kernel_size % 2 != 1
-            or config.noise_channels < 0 or config.grain < 0 or config.grain_rate <= 0
-            or config.lighting < 0 or config.lighting_rate <= 0 or config.highlights < 0
-            or config.highlight_shift < 0 or config.glint < 0 or config.glint_shift < 0
-            or config.glint_placement not in GLINT_PLACEMENTS):
-        raise ValueError(
-            "Expected filters >= 1, num_blocks >= 0, an odd kernel_size, "
-            "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
-            "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0, "
-            f"glint_shift >= 0 and glint_placement in {GLINT_PLACEMENTS}. "
-            f"Received: {config}")
+    ok, message = config_lib.refiner_check(config)
+    if not ok:
+        raise ValueError(message)
     inputs = keras.Input(shape=image_shape, name="images")
     x = inputs
     if config.noise_channels:
