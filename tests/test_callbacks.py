@@ -11,6 +11,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from simgan_tf.modeling import refiner as refiner_lib
 from simgan_tf.training import callbacks, train_lib
 from simgan_tf import config as config_lib
 
@@ -122,3 +123,29 @@ def test_summary_callback_writes_hparams_histogram_and_probability_map(tmp_path)
 
     # The older summaries are still there.
     assert callbacks.REFINED_IMAGES_TAG in by_tag and callbacks.REAL_IMAGES_TAG in by_tag
+
+
+def test_image_summaries_leave_the_refiners_random_state_as_it_was(tmp_path):
+    # A refiner with grain, lighting and a glint draws them at every call; a summary
+    # written at another step (as a resumed run does) must not shift them.
+    config, _ = tiny_model()
+    model = train_lib.build_simgan(config_lib.override(config, {
+        "refiner.grain": 0.03, "refiner.lighting": 0.05, "refiner.glint": 1.0}))
+    states = refiner_lib.random_states(model.refiner)
+    assert len(states) == 3  # grain, glint, lighting
+    synthetic = scale(pattern_images(4, seed=0))
+    before = [v.numpy().copy() for v in states]
+    callback = callbacks.SummaryCallback(str(tmp_path), synthetic, synthetic, log_every=1,
+                                         image_every=1)
+    callback.set_model(model)
+    callback.on_train_begin()  # writes the refined images
+    callback.on_train_end()
+    assert any(value.tag == callbacks.REFINED_IMAGES_TAG
+               for _, value in read_summaries(str(tmp_path)))
+    for b, v in zip(before, states):
+        np.testing.assert_array_equal(b, v.numpy())
+    with refiner_lib.KeepRandomState(model.refiner):
+        first = model.refiner(synthetic).numpy()
+    np.testing.assert_array_equal(first, model.refiner(synthetic).numpy())  # same draw
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, states))
+    assert not np.array_equal(first, model.refiner(synthetic).numpy())  # then fresh ones

@@ -609,6 +609,34 @@ class OutputGlint(keras.layers.Layer):
                 "seed": self.seed}
 
 
+def random_states(model: keras.Model) -> list:
+    """The state variables of `model`'s seed generators (its output layers' and noise
+    channels' randomness), in a fixed order; empty for a deterministic refiner."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+class KeepRandomState:
+    """Context manager: calls of `models` inside it leave their seed generators' states
+    as they were, so they draw nothing from the sequence the training updates draw.
+
+    For calls outside the training updates (image summaries, inspection): a resumed run
+    makes such calls at other steps than an uninterrupted one, and with them advancing
+    the generators its later updates would draw other noise, offsets and lighting.
+    """
+
+    def __init__(self, *models: keras.Model):
+        self.variables = [v for model in models for v in random_states(model)]
+
+    def __enter__(self):
+        self.saved = [tf.identity(v) for v in self.variables]
+        return self
+
+    def __exit__(self, *exc_info):
+        for variable, value in zip(self.variables, self.saved):
+            variable.assign(value)
+        return False
+
+
 def clean_view(refiner: keras.Model) -> keras.Model | None:
     """A model sharing `refiner`'s layers that returns `[refined, clean]`, or `None`.
 

@@ -257,8 +257,11 @@ class SummaryCallback(keras.callbacks.Callback):
         self._updated = set()
 
     def _write_images(self, step):
-        refined = self.model.inference_refiner(self.synthetic_samples, training=False)
-        refined = keras.ops.convert_to_numpy(refined)
+        # The summaries must not draw from the training updates' random sequence: a
+        # resumed run writes them at other steps than an uninterrupted one.
+        with refiner_lib.KeepRandomState(self.model.refiner, self.model.inference_refiner):
+            refined = self.model.inference_refiner(self.synthetic_samples, training=False)
+            refined = keras.ops.convert_to_numpy(refined)
         max_difference = float(np.abs(refined - self.synthetic_samples).max())
         probability = real_probability_map(self.model.discriminator, refined)
         with writing(f"{self.log_dir}/train"), self._writer.as_default(step=step):
