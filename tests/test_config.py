@@ -30,6 +30,25 @@ def test_paper_settings_in_presets():
     assert config_lib.get_preset("gaze_demo").refiner == gaze.refiner
 
 
+def test_the_eye_presets_refine_with_grain_lighting_and_a_glint_at_the_pupil():
+    # The paper's refiner plus the output layers that won on Table 2; hand keeps the
+    # paper's, and flags set back to zero give the paper's refiner for eyes too.
+    for name in ("gaze", "gaze_demo"):
+        refiner = config_lib.get_preset(name).refiner
+        assert (refiner.grain, refiner.lighting, refiner.glint, refiner.glint_placement) == (
+            0.03, 0.05, 1.0, "pupil")
+        assert (refiner.filters, refiner.kernel_size, refiner.num_blocks) == (64, 3, 4)
+    assert config_lib.PAPER_REFINER == config_lib.RefinerConfig()
+    assert config_lib.PAPER_REFINER.grain == config_lib.PAPER_REFINER.glint == 0
+    for name in ("hand", "hand_demo"):
+        hand = config_lib.get_preset(name).refiner
+        assert hand.grain == hand.lighting == hand.glint == hand.highlights == 0
+    overrides = config_lib.command_line_overrides(
+        {"refiner_grain": 0.0, "refiner_lighting": 0.0, "refiner_glint": 0.0}, [])
+    paper = config_lib.override(config_lib.get_preset("gaze"), overrides).refiner
+    assert dataclasses.replace(paper, glint_placement="features") == config_lib.PAPER_REFINER
+
+
 def test_override_dotted_paths():
     c = config_lib.override(config_lib.get_preset("gaze"),
                             {"train.steps": 7, "refiner_optimizer.learning_rate": 0.5})

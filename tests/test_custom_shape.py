@@ -69,7 +69,7 @@ def test_custom_preset_scales_batch_and_history_with_the_image():
     assert config.train.batch_size == 240
     # 50 batches = 12,000 images of 48 KiB; 256 MiB of float32 holds 5,461.
     assert config.train.history_size == 256 * 2 ** 20 // (64 * 64 * 3 * 4) == 5461
-    assert config.refiner == config_lib.get_preset("gaze").refiner
+    assert config.refiner == config_lib.PAPER_REFINER  # the glint's placement is for eyes
     assert config.train.k_g == 2 and config.train.k_d == 1
     big = config_lib.get_preset("custom", image_shape=(512, 512, 1))
     assert big.train.batch_size == 8  # the floor

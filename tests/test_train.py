@@ -1,5 +1,6 @@
 """End-to-end tests of training: train.py, train_lib, resume, export."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -30,12 +31,15 @@ def event_tags(log_dir):
 
 
 def tiny_config(data_dir, **train):
+    """A `gaze_demo` run of a few updates with a small refiner, the paper's: its output is
+    a function of its input (the presets' random output layers have their own tests)."""
     settings = dict(batch_size=8, steps=2, pretrain_refiner_steps=2,
                     pretrain_discriminator_steps=1, history_size=8, log_every=2,
                     image_every=3, checkpoint_every=4)
     settings.update(train)
     config = config_lib.get_preset("gaze_demo")
     config = config_lib.override(config, {f"train.{k}": v for k, v in settings.items()})
+    config = dataclasses.replace(config, refiner=config_lib.PAPER_REFINER)
     return config_lib.override(config, {"data.data_dir": data_dir,
                                         "refiner.filters": 8, "refiner.num_blocks": 1})
 
