@@ -27,6 +27,7 @@ Import order matters: `simgan_tf` first, so that TensorFlow starts with oneDNN
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 
@@ -55,7 +56,10 @@ flags.DEFINE_bool("mixed_precision", False,
 
 
 def make_config(args) -> config_lib.SimGANConfig:
-    return config_lib.override(config_lib.get_preset("gaze"), {
+    # The paper's refiner, as in the PyTorch reference step (the gaze preset's output
+    # grain, lighting and glint have no counterpart there).
+    paper = dataclasses.replace(config_lib.get_preset("gaze"), refiner=config_lib.PAPER_REFINER)
+    return config_lib.override(paper, {
         "train.batch_size": args.batch, "train.k_g": args.k_g, "train.k_d": args.k_d,
         "train.pretrain_refiner_steps": 0, "train.pretrain_discriminator_steps": 0,
         "train.steps": 10 ** 9, "train.history_size": args.buffer,

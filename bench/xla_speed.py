@@ -20,6 +20,7 @@ faster). Compilation time is printed separately (first call minus a later one).
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 
@@ -39,7 +40,8 @@ flags.DEFINE_integer("repeats", 3, "Measurements of each function and mode.")
 
 
 def build_model(batch: int):
-    config = config_lib.override(config_lib.get_preset("gaze"), {
+    paper = dataclasses.replace(config_lib.get_preset("gaze"), refiner=config_lib.PAPER_REFINER)
+    config = config_lib.override(paper, {
         "train.batch_size": batch, "train.history_size": 1024, "train.seed": 0})
     return train_lib.build_simgan(config), config.image_shape
 
