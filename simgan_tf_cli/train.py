@@ -72,22 +72,24 @@ flags.DEFINE_integer("refiner_noise", None, "Channels of fresh random noise the 
                      "paper's deterministic refiner).")
 flags.DEFINE_float("refiner_grain", None, "Starting standard deviation of learned grain "
                    "added at the refiner's output, exempt from the self-regularization "
-                   "(default 0: none, the paper's refiner).")
+                   "(default: 0.03 for the gaze presets, else 0, the paper's refiner).")
 flags.DEFINE_float("refiner_lighting", None, "Starting standard deviation of random "
                    "per-image lighting (brightness, contrast, a smooth light field) at the "
                    "refiner's output, with learned strengths, exempt from the "
-                   "self-regularization (default 0: none, the paper's refiner).")
+                   "self-regularization (default: 0.05 for the gaze presets, else 0, the "
+                   "paper's refiner).")
 flags.DEFINE_float("refiner_highlights", None, "Starting value of learned highlights "
                    "added at a random offset per image at the refiner's output, exempt "
                    "from the self-regularization (default 0: none, the paper's refiner).")
 flags.DEFINE_float("refiner_glint", None, "Starting peak of a learned glint: one "
                    "Gaussian spot per image, where the refiner predicts it plus a random "
-                   "offset, exempt from the self-regularization (default 0: none, the "
-                   "paper's refiner).")
+                   "offset, exempt from the self-regularization (default: 1.0 for the "
+                   "gaze presets, else 0, the paper's refiner).")
 flags.DEFINE_enum("glint_placement", None, list(config_lib.GLINT_PLACEMENTS),
                   "Where the learned glint starts: features (the image's centre, moved "
                   "where the refiner's features point) or pupil (the corneal reflection, "
-                  "found from the eye's darkest region; default features).")
+                  "found from the eye's darkest region; default: pupil for the gaze "
+                  "presets, else features).")
 flags.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept on disk.")
 flags.DEFINE_bool("skip_bad_records", None, "Skip (and count) bad input records instead of "
                   "failing; truncated or corrupt shards are read up to the damage.")
