@@ -34,6 +34,8 @@ def dtype_policy(name):
 
 def build(optimizer="sgd", policy="mixed_float16", loss_scale=True, seed=0):
     config = config_lib.override(config_lib.get_preset("gaze_demo"), {
+        # The paper's refiner: its output is a function of its input.
+        "refiner.grain": 0.0, "refiner.lighting": 0.0, "refiner.glint": 0.0,
         "refiner.filters": 8, "refiner.num_blocks": 1, "train.batch_size": 8,
         "train.history_size": 0, "train.pretrain_learning_rate": None,
         "refiner_optimizer.name": optimizer, "refiner_optimizer.learning_rate": 1e-3,

@@ -190,4 +190,4 @@ def test_the_refiner_glint_flag_sets_the_field():
     assert config_lib.command_line_overrides({"glint_placement": "pupil"}, []) == {
         "refiner.glint_placement": "pupil"}
     config = config_lib.override(config_lib.get_preset("gaze"), overrides)
-    assert config.refiner.glint == 0.4 and config_lib.get_preset("gaze").refiner.glint == 0
+    assert config.refiner.glint == 0.4 and config_lib.get_preset("gaze").refiner.glint == 1.0

@@ -220,4 +220,4 @@ def test_the_refiner_grain_flag_sets_the_field():
     overrides = config_lib.command_line_overrides({"refiner_grain": 0.04}, [])
     assert overrides == {"refiner.grain": 0.04}
     config = config_lib.override(config_lib.get_preset("gaze"), overrides)
-    assert config.refiner.grain == 0.04 and config_lib.get_preset("gaze").refiner.grain == 0.0
+    assert config.refiner.grain == 0.04 and config_lib.get_preset("gaze").refiner.grain == 0.03

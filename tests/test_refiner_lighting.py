@@ -193,4 +193,5 @@ def test_the_refiner_lighting_flag_sets_the_field():
     overrides = config_lib.command_line_overrides({"refiner_lighting": 0.04}, [])
     assert overrides == {"refiner.lighting": 0.04}
     config = config_lib.override(config_lib.get_preset("gaze"), overrides)
-    assert config.refiner.lighting == 0.04 and config_lib.get_preset("gaze").refiner.lighting == 0
+    assert config.refiner.lighting == 0.04
+    assert config_lib.get_preset("gaze").refiner.lighting == 0.05

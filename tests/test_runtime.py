@@ -27,6 +27,7 @@ from simgan_tf.training import train_lib
 out = sys.argv[1]
 keras.utils.set_random_seed(0)
 config = config_lib.override(config_lib.get_preset("gaze"), {
+    "refiner.grain": 0.0, "refiner.lighting": 0.0, "refiner.glint": 0.0,  # the paper's
     "train.batch_size": 8, "train.pretrain_refiner_steps": 1,
     "train.pretrain_discriminator_steps": 1, "train.steps": 1, "train.history_size": 16,
     "train.pretrain_learning_rate": None,

@@ -49,10 +49,11 @@ def test_gaze_preset_trains_on_converted_unityeyes_and_mpiigaze(tmp_path):
     config = _train(["--dataset=gaze", f"--data_dir={data_dir}"], tmp_path)
     assert config["name"] == "gaze"  # the paper preset, not the simulator demo
     assert config["refiner"] == {"filters": 64, "kernel_size": 3, "num_blocks": 4,
-                                "noise_channels": 0, "grain": 0.0, "grain_rate": 10.0,
-                                "lighting": 0.0, "lighting_rate": 10.0,
+                                "noise_channels": 0, "grain": 0.03, "grain_rate": 10.0,
+                                "lighting": 0.05, "lighting_rate": 10.0,
                                 "highlights": 0.0, "highlight_shift": 2.0,
-                                "glint": 0.0, "glint_shift": 2.0}
+                                "glint": 1.0, "glint_shift": 2.0,
+                                "glint_placement": "pupil"}
     assert os.path.isdir(tmp_path / "run" / "export" / "refiner" / "5")
 
 
@@ -80,7 +81,8 @@ def test_hand_preset_trains_on_converted_nyu_depth(tmp_path):
                                 "noise_channels": 0, "grain": 0.0, "grain_rate": 10.0,
                                 "lighting": 0.0, "lighting_rate": 10.0,
                                 "highlights": 0.0, "highlight_shift": 2.0,
-                                "glint": 0.0, "glint_shift": 2.0}
+                                "glint": 0.0, "glint_shift": 2.0,
+                                "glint_placement": "features"}
     assert [layer["kernel_size"] for layer in config["discriminator"]["layers"]] == [
         7, 5, 3, 3, 1, 1]
     export_dir = tmp_path / "run" / "export" / "refiner" / "5"
