@@ -323,6 +323,13 @@ class TrainConfig:
         `None`: off.
       balance_rate: the balance's step of log(scale) per unit of accuracy error, > 0.
       balance_max_scale: the scale stays in [1/max, max]; >= 1.
+      spectral_weight: weight of the spectral term of the adversarial refiner updates:
+        the squared log-ratio of the refined and real images' mean power spectra in
+        `spectral_bands` radial bands from `spectral_cutoff` cycles per pixel up
+        (`losses.spectral_loss`), which pulls the refiner's fine texture, grain and blur
+        to the real images' levels; 0: off.
+      spectral_cutoff: the spectral term's lowest frequency, cycles per pixel, in [0, 0.5).
+      spectral_bands: the spectral term's number of bands, >= 1.
     """
     batch_size: int = 512
     steps: int = 10_000
@@ -354,6 +361,9 @@ class TrainConfig:
     balance_target: float | None = None
     balance_rate: float = 0.05
     balance_max_scale: float = 10.0
+    spectral_weight: float = 0.0
+    spectral_cutoff: float = 0.15
+    spectral_bands: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -443,6 +453,12 @@ def _train_checks(t: TrainConfig) -> list[tuple[bool, str]]:
         (t.task_output in TASK_OUTPUTS,
          f"train.task_output must be one of {TASK_OUTPUTS}. Received: {t.task_output!r}"),
         (t.task_steps >= 1, f"train.task_steps must be >= 1. Received: {t.task_steps}"),
+        (t.spectral_weight >= 0,
+         f"train.spectral_weight must be >= 0 (0: off). Received: {t.spectral_weight}"),
+        (0 <= t.spectral_cutoff < 0.5,
+         f"train.spectral_cutoff must be in [0, 0.5). Received: {t.spectral_cutoff}"),
+        (t.spectral_bands >= 1,
+         f"train.spectral_bands must be >= 1. Received: {t.spectral_bands}"),
         (all(name.strip() in AUGMENTATIONS for name in t.augment.split(",") if name.strip())
          and len({n.strip() for n in t.augment.split(",") if n.strip()})
          == len([n for n in t.augment.split(",") if n.strip()]),
@@ -834,6 +850,7 @@ FLAG_ALIASES = {
     "task_network": "train.task_network",
     "augment": "train.augment",
     "balance_target": "train.balance_target",
+    "spectral_weight": "train.spectral_weight",
 }
 
 _NONE_WORDS = ("none", "null")

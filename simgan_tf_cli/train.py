@@ -119,6 +119,10 @@ flags.DEFINE_string("task_network", None, "A trained task network (.keras file, 
 flags.DEFINE_string("augment", None, "Differentiable augmentations of the discriminator's "
                     "inputs, comma-separated: translation,cutout,brightness,contrast "
                     "(default none).")
+flags.DEFINE_float("spectral_weight", None, "Weight of the spectral term: the squared "
+                   "log-ratio of the refined and real images' mean power spectra above "
+                   "train.spectral_cutoff cycles per pixel, in the adversarial refiner "
+                   "updates (0: off, the default).")
 flags.DEFINE_float("balance_target", None, "Hold the discriminator's accuracy on fresh "
                    "refined patches near this value by scaling its learning rate "
                    "(e.g. 0.5; default off).")

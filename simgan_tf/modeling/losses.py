@@ -17,12 +17,18 @@ over the task network's outputs, one value per example, like the self-regulariza
 The optional R1 penalty (`r1_penalty`) follows the same rules: the discriminator's score
 of an image is **summed** over patches before its gradient is taken, and it returns one
 value per example, added to the discriminator's per-example loss.
+
+The optional spectral term (`spectral_loss`) is the one statistic of a whole batch: it
+compares the **mean** power spectrum of the refined images with that of the real images,
+so its caller sums `band_power` over each replica's batch, all-reduces the sums and
+divides by the global batch (`SimGAN` does; on one replica it is the plain batch mean).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 # The discriminator's two classes: index of each in its `[..., 2]` logits.
@@ -200,6 +206,84 @@ def r1_penalty(discriminator: Callable[[tf.Tensor], tf.Tensor], real: tf.Tensor,
         score = tf.reduce_sum(logits[..., REAL] - logits[..., REFINED])
     gradients = tape.gradient(score, real)
     return 0.5 * weight * tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3])
+
+
+def frequency_bands(height: int, width: int, cutoff: float, bins: int) -> np.ndarray:
+    """Radial frequency bands of an `height x width` image's 2D DFT, `[H, W, bins]`.
+
+    The radial frequency of DFT bin (k, l) is `sqrt(fy^2 + fx^2)` in cycles per pixel
+    (`np.fft.fftfreq`; at most `sqrt(0.5)`). The range from `cutoff` to `sqrt(0.5)` is
+    split into `bins` bands of equal width; band k's plane is `1 / count_k` on its
+    frequencies and 0 elsewhere, so `sum_{h, w}(power * plane_k)` is the mean power over
+    the band.
+
+    Raises:
+      ValueError: if `cutoff` is outside [0, 0.5), `bins < 1`, or a band holds no
+        frequency (too many bands for a small image).
+    """
+    if not 0.0 <= cutoff < 0.5 or int(bins) != bins or bins < 1:
+        raise ValueError("Expected cutoff in [0, 0.5) and an integer bins >= 1. Received: "
+                         f"cutoff={cutoff}, bins={bins}")
+    radius = np.hypot(np.fft.fftfreq(height)[:, None], np.fft.fftfreq(width)[None, :])
+    edges = np.linspace(cutoff, np.sqrt(0.5), int(bins) + 1)
+    edges[-1] += 1e-9  # the corner frequency (0.5, 0.5) belongs to the last band
+    planes = np.stack([(radius >= lo) & (radius < hi)
+                       for lo, hi in zip(edges[:-1], edges[1:])], axis=-1).astype(np.float64)
+    counts = planes.sum(axis=(0, 1))
+    if np.any(counts == 0):
+        raise ValueError(f"A {height}x{width} image has no frequency in "
+                         f"{int(np.sum(counts == 0))} of {bins} bands from cutoff {cutoff}: "
+                         "use fewer bands or a lower cutoff.")
+    return (planes / counts).astype(np.float32)
+
+
+def band_power(images: tf.Tensor, bands: np.ndarray | tf.Tensor) -> tf.Tensor:
+    """Each image's mean power in each frequency band, per channel.
+
+    power(k, l) = |DFT(x - mean(x))(k, l)|^2 / (H W), the periodogram of the image with
+    its mean removed, per channel; white noise of standard deviation s has power s^2 at
+    every frequency. Averaged over each band of `frequency_bands`.
+
+    Args:
+      images: `[b, H, W, C]` (any float dtype; computed in float32).
+      bands: `[H, W, K]` from `frequency_bands`.
+
+    Returns:
+      `[b, C, K]` float32.
+    """
+    x = tf.cast(images, tf.float32)
+    x = x - tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    x = tf.transpose(x, [0, 3, 1, 2])  # fft2d transforms the two innermost axes
+    spectrum = tf.signal.fft2d(tf.complex(x, tf.zeros_like(x)))
+    size = tf.cast(tf.shape(x)[2] * tf.shape(x)[3], tf.float32)
+    power = tf.math.real(spectrum * tf.math.conj(spectrum)) / size
+    return tf.einsum("bchw,hwk->bck", power, tf.cast(bands, tf.float32))
+
+
+def spectral_loss(refined_power: tf.Tensor, real_power: tf.Tensor,
+                  epsilon: float = 1e-8) -> tf.Tensor:
+    """Squared log-ratio of the refined and real images' mean band powers.
+
+    loss = mean_{c, k} (log(P_refined(c, k) + eps) - log(P_real(c, k) + eps))^2,
+
+    with P the mean over a batch of `band_power`. In the log, a band whose power is off
+    by a factor costs the same whether it is a strong band (structure) or a weak one
+    (grain); the real images' side is a target (its gradient is not used by the caller).
+    In the spirit of the spectral regularization of Durall et al. (CVPR 2020), which
+    compares azimuthally averaged spectra of generated and real images; here restricted
+    to the bands above a cutoff, where sensor noise, blur and compression live.
+
+    Args:
+      refined_power, real_power: `[C, K]` (or any equal shapes) mean band powers.
+      epsilon: added before the log (powers are in squared [-1, 1] image units).
+
+    Returns:
+      A scalar float32; 0 when the two match.
+    """
+    refined_power = tf.cast(refined_power, tf.float32)
+    real_power = tf.cast(real_power, tf.float32)
+    return tf.reduce_mean(tf.square(tf.math.log(refined_power + epsilon)
+                                    - tf.math.log(real_power + epsilon)))
 
 
 def average_over_global_batch(per_example_loss: tf.Tensor, global_batch_size: int) -> tf.Tensor:

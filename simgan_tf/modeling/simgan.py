@@ -24,7 +24,9 @@ summaries and refining) uses; the R1 penalty on real images (`losses.r1_penalty`
 `r1_every` discriminator updates; a task-consistency term through a frozen task network
 (`losses.task_consistency_loss`) beside the self-regularization; differentiable
 augmentation of everything the discriminator sees (`augment.augment`); and the adaptive
-balance of the discriminator's learning rate (`balance.DiscriminatorBalance`). Spectral
+balance of the discriminator's learning rate (`balance.DiscriminatorBalance`); and a
+spectral term (`losses.spectral_loss`) that pulls the refined images' mean power spectrum
+above a cutoff frequency to the real images' in every adversarial refiner update. Spectral
 normalisation is a property of the discriminator network itself; so is learned output
 grain of the refiner (`refiner.OutputGrain`), whose noise-free image the self-regularization
 and task terms then compare with the input, while the discriminator sees the grain.
@@ -59,6 +61,7 @@ METRIC_NAMES = (
 # Metrics of the options, present only when their option is on.
 TASK_METRIC = "refiner_task_loss"  # task weight * ||f(R(x)) - f(x)||_1, per image
 BALANCE_METRIC = "disc_lr_scale"   # the balance's multiplier of D's learning rate
+SPECTRAL_METRIC = "refiner_spectral_loss"  # spectral weight * the spectral loss, per update
 
 # Optional dataset key: int64 `[b]`, bad records the input pipeline has skipped so far.
 SKIPPED_KEY = "skipped"
@@ -102,6 +105,12 @@ class SimGAN(keras.Model):
       balance_target: accuracy on fresh refined patches that `DiscriminatorBalance`
         holds by scaling the discriminator's learning rate; `None` for no balance.
       balance_rate, balance_max_scale: the balance's step and bound.
+      spectral_weight: weight of the spectral term in adversarial refiner updates (>= 0;
+        0 for none): `losses.spectral_loss` between the mean `band_power` of the refined
+        images (what the discriminator sees, grain included) and of the step's real
+        images, both over the global batch.
+      spectral_cutoff, spectral_bands: the term's lowest frequency (cycles per pixel) and
+        number of bands (`losses.frequency_bands`).
 
     Call arguments:
       images: `[b, H, W, C]` synthetic images; returns the refined images: those of the
@@ -114,7 +123,9 @@ class SimGAN(keras.Model):
                  r1_weight: float = 0.0, r1_every: int = 1, task_features=None,
                  task_weight: float = 0.0, augment=(), augment_probability: float = 1.0,
                  balance_target: float | None = None, balance_rate: float = 0.05,
-                 balance_max_scale: float = 10.0, name: str = "simgan", **kwargs):
+                 balance_max_scale: float = 10.0, spectral_weight: float = 0.0,
+                 spectral_cutoff: float = 0.15, spectral_bands: int = 8,
+                 name: str = "simgan", **kwargs):
         super().__init__(name=name, **kwargs)
         if reg_weight < 0:
             raise ValueError(f"Expected reg_weight (lambda) >= 0. Received: {reg_weight}")
@@ -125,6 +136,12 @@ class SimGAN(keras.Model):
                              f"Received: r1_weight={r1_weight}, r1_every={r1_every}")
         if task_weight < 0:
             raise ValueError(f"Expected task_weight >= 0. Received: {task_weight}")
+        if spectral_weight < 0:
+            raise ValueError(f"Expected spectral_weight >= 0. Received: {spectral_weight}")
+        if spectral_weight > 0:  # the bands' own checks, before any image is seen
+            losses.frequency_bands(16, 16, spectral_cutoff, 1)
+            if int(spectral_bands) != spectral_bands or spectral_bands < 1:
+                raise ValueError(f"Expected spectral_bands >= 1. Received: {spectral_bands}")
         if not 0.0 <= augment_probability <= 1.0:
             raise ValueError("Expected augment_probability in [0, 1]. "
                              f"Received: {augment_probability}")
@@ -144,6 +161,9 @@ class SimGAN(keras.Model):
         # not this model's (not trained, not in its checkpoints).
         self._task_features = _untracked(task_features)
         self.task_weight = float(task_weight)
+        self.spectral_weight = float(spectral_weight)
+        self.spectral_cutoff = float(spectral_cutoff)
+        self.spectral_bands = int(spectral_bands)
         self.augment_policy = augment_lib.parse_policy(augment)
         self.augment_probability = float(augment_probability)
         # Created here, in the strategy scope, only when on: no variables otherwise.
@@ -174,6 +194,8 @@ class SimGAN(keras.Model):
             names += (TASK_METRIC,)
         if self.balance is not None:
             names += (BALANCE_METRIC,)
+        if self.spectral_weight > 0:
+            names += (SPECTRAL_METRIC,)
         return names
 
     def phase_metrics(self, phase: Phase) -> tuple[str, ...]:
@@ -183,6 +205,8 @@ class SimGAN(keras.Model):
             names += (TASK_METRIC,)
         if self.balance is not None and phase == Phase.DISCRIMINATOR:
             names += (BALANCE_METRIC,)
+        if self.spectral_weight > 0 and phase == Phase.REFINER:
+            names += (SPECTRAL_METRIC,)
         return names
 
     @property
@@ -237,9 +261,9 @@ class SimGAN(keras.Model):
             r1 = self.r1_weight > 0 and self.r1_due(self.step)
         synthetic, real = data["synthetic"], data["real"]
         if phase == Phase.PRETRAIN_REFINER:
-            self._refiner_update(synthetic, adversarial=False)
+            self._refiner_update(synthetic, real, adversarial=False)
         elif phase == Phase.REFINER:
-            self._refiner_update(synthetic, adversarial=True)
+            self._refiner_update(synthetic, real, adversarial=True)
         else:
             self._discriminator_update(synthetic, real, r1=r1,
                                        adversarial=phase == Phase.DISCRIMINATOR)
@@ -266,10 +290,29 @@ class SimGAN(keras.Model):
             offset=context.replica_id_in_sync_group * batch,
             total=context.num_replicas_in_sync * batch)
 
-    def _refiner_update(self, synthetic, adversarial: bool):
-        """Refiner update on lambda * L1 (+ the local adversarial loss if `adversarial`,
-        + the task-consistency term when there is a task network). With output grain,
-        the discriminator sees the refined image and the other terms its clean one."""
+    def _spectral_term(self, refined, real):
+        """This replica's share of spectral weight * `losses.spectral_loss` over the
+        global batch: the band powers are summed over each replica's images and
+        all-reduced (the all-reduce passes gradients back to every replica), and the
+        term is divided by the number of replicas, whose gradients the optimizer sums."""
+        context = tf.distribute.get_replica_context()
+        height, width = refined.shape[1], refined.shape[2]
+        bands = losses.frequency_bands(height, width, self.spectral_cutoff,
+                                       self.spectral_bands)
+        refined_sum = tf.reduce_sum(losses.band_power(refined, bands), axis=0)
+        real_sum = tf.stop_gradient(tf.reduce_sum(losses.band_power(real, bands), axis=0))
+        refined_sum, real_sum = context.all_reduce(
+            tf.distribute.ReduceOp.SUM, [refined_sum, real_sum])
+        count = tf.cast(self._global_batch_size(real), tf.float32)
+        term = self.spectral_weight * losses.spectral_loss(refined_sum / count,
+                                                           real_sum / count)
+        return term, term / context.num_replicas_in_sync
+
+    def _refiner_update(self, synthetic, real, adversarial: bool):
+        """Refiner update on lambda * L1 (+ the local adversarial loss and the spectral
+        term if `adversarial`, + the task-consistency term when there is a task network).
+        With output grain, the discriminator and the spectral term see the refined image
+        and the other terms its clean one."""
         variables = self.refiner.trainable_variables
         view = self._clean_view()
         with tf.GradientTape() as tape:
@@ -290,6 +333,10 @@ class SimGAN(keras.Model):
                 per_example += task
             loss = losses.average_over_global_batch(
                 per_example, self._global_batch_size(synthetic))
+            spectral = None
+            if adversarial and self.spectral_weight > 0:
+                spectral, share = self._spectral_term(refined, real)
+                loss += share
             scaled = self.refiner_optimizer.scale_loss(loss)  # mixed precision on GPU
         gradients = tape.gradient(scaled, variables)
         apply_gradients(self.refiner_optimizer, gradients, variables)
@@ -300,6 +347,8 @@ class SimGAN(keras.Model):
         self.trackers["refiner_reg_loss"].update_state(regularization)
         if self.task_features is not None:
             self.trackers[TASK_METRIC].update_state(task)
+        if spectral is not None:
+            self.trackers[SPECTRAL_METRIC].update_state(spectral)
         self.trackers["refiner_l1_per_pixel"].update_state(
             tf.reduce_mean(tf.abs(tf.cast(clean, tf.float32) - synthetic), axis=[1, 2, 3]))
 

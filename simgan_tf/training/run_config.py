@@ -67,10 +67,11 @@ FIXED_FIELDS = (
     "train.ema_decay", "discriminator.spectral_norm", "train.r1_every",
     # Label-preserving options that change the form of a loss or what D sees: psi of the
     # self-regularization, what the task network compares and how it is trained,
-    # the augmentations, and whether the balance's scale (a checkpointed variable) exists.
+    # the augmentations, whether the balance's scale (a checkpointed variable) exists,
+    # and the spectral term's bands.
     "train.reg_feature", "train.reg_feature_size", "train.task_output", "train.task_steps",
     "train.task_augment",
-    "train.augment", "train.balance_target",
+    "train.augment", "train.balance_target", "train.spectral_cutoff", "train.spectral_bands",
     # Optimizer state held in the checkpoint (slot variables).
     "refiner_optimizer.name", "refiner_optimizer.momentum",
     "discriminator_optimizer.name", "discriminator_optimizer.momentum",
@@ -92,7 +93,7 @@ ALLOWED_FIELDS = (
     "train.reg_weight", "train.pretrain_learning_rate",
     # Loss weights like lambda and the balance's tuning: nothing of them is in the
     # checkpoint. A task network is read from the run folder once the run has one.
-    "train.r1_weight", "train.task_weight", "train.task_network",
+    "train.r1_weight", "train.task_weight", "train.task_network", "train.spectral_weight",
     "train.augment_probability", "train.balance_rate", "train.balance_max_scale",
     # Bookkeeping.
     "train.log_every", "train.image_every", "train.checkpoint_every",

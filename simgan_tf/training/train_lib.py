@@ -195,7 +195,9 @@ def build_simgan(config: config_lib.SimGANConfig, loss_scale: bool = False, *,
                    task_weight=t.task_weight, augment=t.augment,
                    augment_probability=t.augment_probability,
                    balance_target=t.balance_target, balance_rate=t.balance_rate,
-                   balance_max_scale=t.balance_max_scale)
+                   balance_max_scale=t.balance_max_scale,
+                   spectral_weight=t.spectral_weight, spectral_cutoff=t.spectral_cutoff,
+                   spectral_bands=t.spectral_bands)
     refiner_rate = config.refiner_optimizer.learning_rate
     if t.pretrain_learning_rate is not None and t.pretrain_refiner_steps > 0:
         # The first `pretrain_refiner_steps` refiner updates are pretraining.
