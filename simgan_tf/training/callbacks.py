@@ -27,7 +27,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from simgan_tf.modeling import refiner as refiner_lib
 from simgan_tf.modeling.losses import REAL
-from simgan_tf.modeling.simgan import BALANCE_METRIC, SKIPPED_KEY, TASK_METRIC
+from simgan_tf.modeling.simgan import BALANCE_METRIC, SKIPPED_KEY, SPECTRAL_METRIC, TASK_METRIC
 from simgan_tf.write_errors import writing
 
 SCALAR_TAGS = {
@@ -40,6 +40,7 @@ SCALAR_TAGS = {
     "disc_acc_fresh": "discriminator/accuracy_fresh_refined",
     TASK_METRIC: "refiner/task_consistency_loss",
     BALANCE_METRIC: "discriminator/learning_rate_scale",
+    SPECTRAL_METRIC: "refiner/spectral_loss",
 }
 PHASE_TAG = "schedule/phase"
 ITERATION_TAG = "schedule/iteration"
