@@ -9,8 +9,14 @@ held-out accuracy against as many `real_test` eyes) with the set's pixel statist
 A transform that lowers the score removes a cue the classifier uses; one a deterministic
 refiner cannot make (fresh random noise) bounds what a refiner can reach.
 
+With `--data_dir` and `--split` it transforms that split of a data folder instead (for
+example the `refined` split a Table 2 run wrote) and scores it against the folder's
+`real_test`: how far a trained refiner's eyes are from the classifier's sweet spot.
+
 Usage:
   python -m experiments.realism_cues [--transforms=blur0.8,blur0.8+noise0.03,...]
+  python -m experiments.realism_cues --data_dir=runs/table2/data-1 --split=refined \
+      --transforms=none,noise0.01,noise0.02
 
 Each transform is `+`-separated steps: `blurS` (Gaussian blur, sigma S pixels), `match`
 (mean and contrast matched to real), `noiseS` (Gaussian noise of sigma S in [-1, 1]
@@ -40,6 +46,9 @@ def define_flags() -> None:
                       "Transforms of the synthetic eyes to score.")
     flags.DEFINE_integer("images", 4000, "Images of each set (half train the classifier).")
     flags.DEFINE_integer("seed", 0, "Seed of the noise.")
+    flags.DEFINE_string("data_dir", None, "A data folder whose --split to transform, scored "
+                        "against its real_test (default: the built-in simulator's data).")
+    flags.DEFINE_string("split", "synthetic", "The split of --data_dir to transform.")
     flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: "
                         "$SIMGAN_TF_CACHE or ~/.cache/simgan_tf).")
 
@@ -86,9 +95,12 @@ def transform(images: np.ndarray, spec: str, real: np.ndarray,
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    data_dir = common.simulator_data(FLAGS.cache_dir)
+    if FLAGS.data_dir is None and FLAGS.split != "synthetic":
+        raise app.UsageError("--split needs --data_dir (the simulator's data is scored from "
+                             "its synthetic split).")
+    data_dir = FLAGS.data_dir or common.simulator_data(FLAGS.cache_dir)
     real = realism.load_images(data_dir, "real_test", FLAGS.images)
-    synthetic = realism.load_images(data_dir, "synthetic", FLAGS.images)
+    candidates = realism.load_images(data_dir, FLAGS.split, FLAGS.images)
     rng = np.random.default_rng(FLAGS.seed)
     print("| images | mean | contrast | noise | realism accuracy | realism cross-entropy |")
     print("|---|---|---|---|---|---|")
@@ -96,10 +108,10 @@ def main(argv):
     print(f"| real_test | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} | - | - |",
           flush=True)
     for spec in FLAGS.transforms:
-        candidate = transform(synthetic, spec, real, rng)
+        candidate = transform(candidates, spec, real, rng)
         s = statistics(candidate)
         score = realism.realism_score(real, candidate)
-        print(f"| synthetic, {spec} | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} "
+        print(f"| {FLAGS.split}, {spec} | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} "
               f"| {score['accuracy'] * 100:.1f}% | {score['cross_entropy']:.3f} |", flush=True)
 
 
