@@ -57,6 +57,7 @@ from typing import Any
 OPTIMIZERS = ("adam", "sgd")
 DISCRIMINATOR_OUTPUTS = ("local", "global", "local+global")
 GLINT_PLACEMENTS = ("features", "pupil")
+PADDINGS = ("zeros", "reflect")
 REG_FEATURES = ("pixels", "local_mean")
 TASK_OUTPUTS = ("output", "features")
 # The names of modeling.augment.TRANSFORMS (config imports nothing of simgan_tf).
@@ -139,6 +140,11 @@ class RefinerConfig:
         where the refiner's features point) or `pupil` (the corneal reflection: the
         image's centre plus 0.6 times the darkest region's displacement from it, a
         learned fraction; for eye images; `OutputGlint`).
+      padding: how the refiner's convolutions (and its grain's filter) see beyond the
+        image's edge: `zeros` (Keras' "same" padding, the usual choice) or `reflect` (the
+        image mirrored at its edge, as in CycleGAN's ResNet generator; the grain's
+        noise is drawn beyond the edge). Zero padding darkens a refined image's outer
+        pixels and thins its grain there, which a classifier can see.
     """
     filters: int = 64
     kernel_size: int = 3
@@ -153,6 +159,7 @@ class RefinerConfig:
     glint: float = 0.0
     glint_shift: float = 2.0
     glint_placement: str = "features"
+    padding: str = "zeros"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -496,11 +503,12 @@ def refiner_check(refiner: RefinerConfig) -> tuple[bool, str]:
           and refiner.lighting >= 0 and refiner.lighting_rate > 0
           and refiner.highlights >= 0 and refiner.highlight_shift >= 0
           and refiner.glint >= 0 and refiner.glint_shift >= 0
-          and refiner.glint_placement in GLINT_PLACEMENTS)
+          and refiner.glint_placement in GLINT_PLACEMENTS and refiner.padding in PADDINGS)
     return ok, ("refiner needs filters >= 1, num_blocks >= 0, an odd kernel_size, "
                 "noise_channels >= 0, grain >= 0, grain_rate > 0, lighting >= 0, "
                 "lighting_rate > 0, highlights >= 0, highlight_shift >= 0, glint >= 0, "
-                f"glint_shift >= 0 and glint_placement in {GLINT_PLACEMENTS}. "
+                f"glint_shift >= 0, glint_placement in {GLINT_PLACEMENTS} and padding in "
+                f"{PADDINGS}. "
                 f"Received: {refiner}")
 
 
@@ -836,6 +844,7 @@ FLAG_ALIASES = {
     "refiner_highlights": "refiner.highlights",
     "refiner_glint": "refiner.glint",
     "glint_placement": "refiner.glint_placement",
+    "refiner_padding": "refiner.padding",
     "keep_checkpoints": "train.keep_checkpoints",
     "skip_bad_records": "data.skip_bad_records",
     "data_service": "data.data_service",

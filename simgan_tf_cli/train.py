@@ -85,6 +85,10 @@ flags.DEFINE_float("refiner_glint", None, "Starting peak of a learned glint: one
                    "Gaussian spot per image, where the refiner predicts it plus a random "
                    "offset, exempt from the self-regularization (default: 1.0 for the "
                    "gaze presets, else 0, the paper's refiner).")
+flags.DEFINE_enum("refiner_padding", None, list(config_lib.PADDINGS),
+                  "How the refiner's convolutions see beyond the image's edge: zeros "
+                  "(Keras' same padding) or reflect (the image mirrored at its edge; "
+                  "default: the preset's).")
 flags.DEFINE_enum("glint_placement", None, list(config_lib.GLINT_PLACEMENTS),
                   "Where the learned glint starts: features (the image's centre, moved "
                   "where the refiner's features point) or pupil (the corneal reflection, "

@@ -66,7 +66,47 @@ import tensorflow as tf
 from simgan_tf import config as config_lib
 
 
-def resnet_block(x, filters: int, kernel_size: int, name: str):
+PADDINGS = config_lib.PADDINGS
+
+
+@keras.saving.register_keras_serializable(package="simgan_tf")
+class ReflectionPadding2D(keras.layers.Layer):
+    """Pads `[b, H, W, C]` by `size` pixels on each side with the image mirrored at its
+    edge (the edge pixel not repeated: `tf.pad`'s REFLECT mode); needs H, W > `size`."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        if int(size) != size or size < 0:
+            raise ValueError(f"Expected an integer size >= 0. Received: {size}")
+        self.size = int(size)
+
+    def call(self, images):
+        p = self.size
+        return tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        grow = lambda n: None if n is None else n + 2 * self.size  # noqa: E731
+        return (b, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+def conv(x, filters: int, kernel_size: int, name: str, padding: str = "zeros",
+         activation=None):
+    """A stride-1 `Conv2D` whose output keeps the input's size, padded with `padding`
+    (`PADDINGS`): zeros (Keras' "same") or the image reflected at its edge (a
+    `ReflectionPadding2D` named `{name}_pad`, then a "valid" convolution)."""
+    if padding == "reflect" and kernel_size > 1:
+        x = ReflectionPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        return keras.layers.Conv2D(filters, kernel_size, padding="valid",
+                                   activation=activation, name=name)(x)
+    return keras.layers.Conv2D(filters, kernel_size, padding="same", activation=activation,
+                               name=name)(x)
+
+
+def resnet_block(x, filters: int, kernel_size: int, name: str, padding: str = "zeros"):
     """Two convolutions with a ReLU between them, the input added back, then a ReLU.
 
     Args:
@@ -74,13 +114,13 @@ def resnet_block(x, filters: int, kernel_size: int, name: str):
       filters: channels (must equal the input's).
       kernel_size: square kernel size of both convolutions.
       name: layer name prefix.
+      padding: `zeros` or `reflect` (see `conv`).
 
     Returns:
       `[batch, H, W, filters]` tensor.
     """
-    y = keras.layers.Conv2D(filters, kernel_size, padding="same", activation="relu",
-                            name=f"{name}_conv1")(x)
-    y = keras.layers.Conv2D(filters, kernel_size, padding="same", name=f"{name}_conv2")(y)
+    y = conv(x, filters, kernel_size, f"{name}_conv1", padding, activation="relu")
+    y = conv(y, filters, kernel_size, f"{name}_conv2", padding)
     y = keras.layers.Add(name=f"{name}_add")([x, y])
     return keras.layers.ReLU(name=f"{name}_relu")(y)
 
@@ -182,6 +222,10 @@ class OutputGrain(keras.layers.Layer):
       kernel_size: odd size of the grain's filter.
       rate: multiplier of the grain's weights (> 0; see above).
       seed: seed of the noise generator (`None`: from Keras' global seed).
+      padding: what the filter sees beyond the image's edge (`PADDINGS`): `zeros`, so
+        the grain thins out over the outer `kernel_size // 2` pixels, or `reflect`:
+        noise is drawn over the image grown by that margin, with the standard deviation
+        map reflected into it, so the grain is as strong at the edge as inside.
 
     Call arguments:
       inputs: `[pre, features]`, `[b, H, W, C]` and `[b, H, W, F]`.
@@ -191,13 +235,15 @@ class OutputGrain(keras.layers.Layer):
     """
 
     def __init__(self, initial_std: float, kernel_size: int = 3, rate: float = 10.0,
-                 seed: int | None = None, **kwargs):
+                 seed: int | None = None, padding: str = "zeros", **kwargs):
         super().__init__(**kwargs)
         if (not initial_std > 0 or int(kernel_size) != kernel_size or kernel_size % 2 != 1
-                or not rate > 0):
+                or not rate > 0 or padding not in PADDINGS):
             raise ValueError(
-                "Expected initial_std > 0, an odd kernel_size and rate > 0. Received: "
-                f"initial_std={initial_std}, kernel_size={kernel_size}, rate={rate}")
+                f"Expected initial_std > 0, an odd kernel_size, rate > 0 and padding in "
+                f"{PADDINGS}. Received: initial_std={initial_std}, "
+                f"kernel_size={kernel_size}, rate={rate}, padding={padding!r}")
+        self.padding = padding
         self.initial_std = float(initial_std)
         self.kernel_size = int(kernel_size)
         self.rate = float(rate)
@@ -234,9 +280,17 @@ class OutputGrain(keras.layers.Layer):
 
     def call(self, inputs):
         pre, features = inputs
-        noise = fresh_normal(self.seed_generator, tf.shape(pre), pre.dtype)
-        grain = tf.nn.depthwise_conv2d(self.grain_std(features) * noise, self.filter,
-                                       strides=[1, 1, 1, 1], padding="SAME")
+        std = self.grain_std(features)
+        if self.padding == "reflect":
+            p = self.kernel_size // 2
+            std = tf.pad(std, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+            noise = fresh_normal(self.seed_generator, tf.shape(std), pre.dtype)
+            grain = tf.nn.depthwise_conv2d(std * noise, self.filter, strides=[1, 1, 1, 1],
+                                           padding="VALID")
+        else:
+            noise = fresh_normal(self.seed_generator, tf.shape(pre), pre.dtype)
+            grain = tf.nn.depthwise_conv2d(std * noise, self.filter, strides=[1, 1, 1, 1],
+                                           padding="SAME")
         return [tf.tanh(pre + grain), tf.tanh(pre)]
 
     def compute_output_shape(self, input_shape):
@@ -244,7 +298,8 @@ class OutputGrain(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "initial_std": self.initial_std,
-                "kernel_size": self.kernel_size, "rate": self.rate, "seed": self.seed}
+                "kernel_size": self.kernel_size, "rate": self.rate, "seed": self.seed,
+                "padding": self.padding}
 
 
 GLINT_PLACEMENTS = config_lib.GLINT_PLACEMENTS
@@ -676,14 +731,16 @@ def build_refiner(image_shape: tuple[int, int, int],
     x = inputs
     if config.noise_channels:
         x = NoiseChannels(config.noise_channels, name="noise")(x)
-    x = keras.layers.Conv2D(config.filters, config.kernel_size, padding="same",
-                            activation="relu", name="conv_in")(x)
+    x = conv(x, config.filters, config.kernel_size, "conv_in", config.padding,
+             activation="relu")
     for i in range(config.num_blocks):
-        x = resnet_block(x, config.filters, config.kernel_size, name=f"block{i + 1}")
+        x = resnet_block(x, config.filters, config.kernel_size, name=f"block{i + 1}",
+                         padding=config.padding)
     features = x
     x = keras.layers.Conv2D(image_shape[-1], 1, padding="same", name="conv_out")(x)
     if config.grain:
-        outputs, clean = OutputGrain(config.grain, rate=config.grain_rate, name="grain",
+        outputs, clean = OutputGrain(config.grain, rate=config.grain_rate,
+                                     padding=config.padding, name="grain",
                                      dtype="float32")([x, features])
     else:
         outputs = clean = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)

@@ -58,7 +58,7 @@ FIXED_FIELDS = (
     "refiner.filters", "refiner.kernel_size", "refiner.num_blocks", "refiner.noise_channels",
     "refiner.grain", "refiner.grain_rate", "refiner.lighting", "refiner.lighting_rate",
     "refiner.highlights", "refiner.highlight_shift", "refiner.glint", "refiner.glint_shift",
-    "refiner.glint_placement",
+    "refiner.glint_placement", "refiner.padding",
     "discriminator.layers", "discriminator.output",
     # Stabilising options that change the networks or what the run exports: the EMA
     # refiner (its variables in the checkpoint, the refiner exported), spectral
