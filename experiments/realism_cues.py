@@ -12,11 +12,13 @@ refiner cannot make (fresh random noise) bounds what a refiner can reach.
 With `--data_dir` and `--split` it transforms that split of a data folder instead (for
 example the `refined` split a Table 2 run wrote) and scores it against the folder's
 `real_test`: how far a trained refiner's eyes are from the classifier's sweet spot.
+`--crop=N` scores both sets without their outer N pixels on every side: a score that
+drops shows that the classifier reads the images' edges (a refiner's zero padding).
 
 Usage:
   python -m experiments.realism_cues [--transforms=blur0.8,blur0.8+noise0.03,...]
   python -m experiments.realism_cues --data_dir=runs/table2/data-1 --split=refined \
-      --transforms=none,noise0.01,noise0.02
+      --transforms=none,noise0.01,noise0.02 [--crop=2]
 
 Each transform is `+`-separated steps: `blurS` (Gaussian blur, sigma S pixels), `match`
 (mean and contrast matched to real), `noiseS` (Gaussian noise of sigma S in [-1, 1]
@@ -49,6 +51,8 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "A data folder whose --split to transform, scored "
                         "against its real_test (default: the built-in simulator's data).")
     flags.DEFINE_string("split", "synthetic", "The split of --data_dir to transform.")
+    flags.DEFINE_integer("crop", 0, "Pixels cut from every side of both sets before they "
+                         "are scored.")
     flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: "
                         "$SIMGAN_TF_CACHE or ~/.cache/simgan_tf).")
 
@@ -58,6 +62,14 @@ def statistics(images: np.ndarray) -> dict:
     of horizontally neighbouring pixels (noise), in [-1, 1] units."""
     return {"mean": float(images.mean()), "contrast": float(images.std(axis=(1, 2, 3)).mean()),
             "noise": float(np.abs(np.diff(images, axis=2)).mean())}
+
+
+def crop(images: np.ndarray, pixels: int) -> np.ndarray:
+    """`[n, H, W, C]` images without their outer `pixels` on every side."""
+    if pixels < 0 or 2 * pixels >= min(images.shape[1:3]):
+        raise app.UsageError(f"--crop={pixels} must be >= 0 and leave pixels of a "
+                             f"{images.shape[1]}x{images.shape[2]} image.")
+    return images[:, pixels:images.shape[1] - pixels, pixels:images.shape[2] - pixels]
 
 
 def transform(images: np.ndarray, spec: str, real: np.ndarray,
@@ -101,6 +113,7 @@ def main(argv):
     data_dir = FLAGS.data_dir or common.simulator_data(FLAGS.cache_dir)
     real = realism.load_images(data_dir, "real_test", FLAGS.images)
     candidates = realism.load_images(data_dir, FLAGS.split, FLAGS.images)
+    real, candidates = crop(real, FLAGS.crop), crop(candidates, FLAGS.crop)
     rng = np.random.default_rng(FLAGS.seed)
     print("| images | mean | contrast | noise | realism accuracy | realism cross-entropy |")
     print("|---|---|---|---|---|---|")
