@@ -47,7 +47,7 @@ def test_grain_starts_white_at_its_initial_std_and_is_drawn_anew_at_every_call()
     assert layer.scale_kernel.shape == (4, 1)
     for bad in ({"initial_std": 0.0}, {"initial_std": 0.1, "kernel_size": 2},
                 {"initial_std": 0.1, "rate": 0.0}):
-        with pytest.raises(ValueError, match="initial_std > 0, an odd kernel_size and rate"):
+        with pytest.raises(ValueError, match="initial_std > 0, an odd kernel_size, rate > 0"):
             OutputGrain(**bad)
 
 
