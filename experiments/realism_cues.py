@@ -104,28 +104,37 @@ def transform(images: np.ndarray, spec: str, real: np.ndarray,
     return np.round((np.clip(out, -1, 1) + 1) * 127.5).astype(np.float32) / 127.5 - 1
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if FLAGS.data_dir is None and FLAGS.split != "synthetic":
+def score_transforms(data_dir: str | None, split: str, transforms, images: int, seed: int,
+                     crop_pixels: int = 0, cache_dir: str | None = None) -> None:
+    """Prints the table of the module docstring: `transforms` of the first `images`
+    images of `split` of `data_dir` (the simulator's data when `None`), scored against
+    as many of its `real_test` images, both without `crop_pixels` at every side."""
+    if data_dir is None and split != "synthetic":
         raise app.UsageError("--split needs --data_dir (the simulator's data is scored from "
                              "its synthetic split).")
-    data_dir = FLAGS.data_dir or common.simulator_data(FLAGS.cache_dir)
-    real = realism.load_images(data_dir, "real_test", FLAGS.images)
-    candidates = realism.load_images(data_dir, FLAGS.split, FLAGS.images)
-    real, candidates = crop(real, FLAGS.crop), crop(candidates, FLAGS.crop)
-    rng = np.random.default_rng(FLAGS.seed)
+    data_dir = data_dir or common.simulator_data(cache_dir)
+    real = realism.load_images(data_dir, "real_test", images)
+    candidates = realism.load_images(data_dir, split, images)
+    real, candidates = crop(real, crop_pixels), crop(candidates, crop_pixels)
+    rng = np.random.default_rng(seed)
     print("| images | mean | contrast | noise | realism accuracy | realism cross-entropy |")
     print("|---|---|---|---|---|---|")
     s = statistics(real)
     print(f"| real_test | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} | - | - |",
           flush=True)
-    for spec in FLAGS.transforms:
+    for spec in transforms:
         candidate = transform(candidates, spec, real, rng)
         s = statistics(candidate)
         score = realism.realism_score(real, candidate)
-        print(f"| {FLAGS.split}, {spec} | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} "
+        print(f"| {split}, {spec} | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} "
               f"| {score['accuracy'] * 100:.1f}% | {score['cross_entropy']:.3f} |", flush=True)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    score_transforms(FLAGS.data_dir, FLAGS.split, FLAGS.transforms, FLAGS.images, FLAGS.seed,
+                     FLAGS.crop, FLAGS.cache_dir)
 
 
 if __name__ == "__main__":

@@ -46,25 +46,16 @@ def test_an_unknown_step_is_named_in_the_error():
         realism_cues.transform(images, "sharpen", images, np.random.default_rng(0))
 
 
-def test_main_scores_a_split_of_a_data_folder_against_its_real_test(tmp_path, capsys):
+def test_a_split_of_a_data_folder_is_scored_against_its_real_test(tmp_path, capsys):
     """`--data_dir --split=refined`: the refined eyes transformed, scored against the
     folder's real_test; identical sets score about 50%, noisy ones far above."""
-    from absl import flags
     from conftest import write_split
 
     rng = np.random.default_rng(0)
     real = rng.integers(60, 200, (64, 12, 16, 1)).astype(np.uint8)
     write_split(str(tmp_path), "real_test", real, "real")
     write_split(str(tmp_path), "refined", real.copy(), "synthetic")
-    realism_cues.define_flags()
-    try:
-        flags.FLAGS(["realism_cues", f"--data_dir={tmp_path}", "--split=refined",
-                     "--images=64", "--transforms=none,noise0.5"])
-        realism_cues.main(["realism_cues"])
-    finally:
-        for name in ("transforms", "images", "seed", "data_dir", "split", "crop",
-                     "cache_dir"):
-            delattr(flags.FLAGS, name)
+    realism_cues.score_transforms(str(tmp_path), "refined", ["none", "noise0.5"], 64, 0)
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| refined")]
     assert [row.split(" | ")[0] for row in rows] == ["| refined, none", "| refined, noise0.5"]
     accuracy = [float(row.split(" | ")[4].rstrip("%")) for row in rows]
@@ -72,17 +63,8 @@ def test_main_scores_a_split_of_a_data_folder_against_its_real_test(tmp_path, ca
 
 
 def test_split_without_data_dir_is_a_usage_error():
-    from absl import flags
-
-    realism_cues.define_flags()
-    try:
-        flags.FLAGS(["realism_cues", "--split=refined"])
-        with pytest.raises(app.UsageError, match="--data_dir"):
-            realism_cues.main(["realism_cues"])
-    finally:
-        for name in ("transforms", "images", "seed", "data_dir", "split", "crop",
-                     "cache_dir"):
-            delattr(flags.FLAGS, name)
+    with pytest.raises(app.UsageError, match="--data_dir"):
+        realism_cues.score_transforms(None, "refined", ["none"], 64, 0)
 
 
 def test_crop_cuts_every_side_and_refuses_to_cut_everything():
@@ -93,10 +75,9 @@ def test_crop_cuts_every_side_and_refuses_to_cut_everything():
         realism_cues.crop(images, 3)
 
 
-def test_main_with_crop_scores_the_images_without_their_edges(tmp_path, capsys):
+def test_cropped_sets_are_scored_without_their_edges(tmp_path, capsys):
     """Refined images equal to real except a dark one-pixel frame: told apart whole,
     not once the frame is cropped away."""
-    from absl import flags
     from conftest import write_split
 
     rng = np.random.default_rng(1)
@@ -107,15 +88,7 @@ def test_main_with_crop_scores_the_images_without_their_edges(tmp_path, capsys):
     write_split(str(tmp_path), "refined", framed, "synthetic")
     accuracy = []
     for pixels in (0, 1):
-        realism_cues.define_flags()
-        try:
-            flags.FLAGS(["realism_cues", f"--data_dir={tmp_path}", "--split=refined",
-                         "--images=64", "--transforms=none", f"--crop={pixels}"])
-            realism_cues.main(["realism_cues"])
-        finally:
-            for name in ("transforms", "images", "seed", "data_dir", "split", "crop",
-                         "cache_dir"):
-                delattr(flags.FLAGS, name)
+        realism_cues.score_transforms(str(tmp_path), "refined", ["none"], 64, 0, pixels)
         row = [line for line in capsys.readouterr().out.splitlines()
                if line.startswith("| refined")][0]
         accuracy.append(float(row.split(" | ")[4].rstrip("%")))

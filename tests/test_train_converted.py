@@ -53,7 +53,7 @@ def test_gaze_preset_trains_on_converted_unityeyes_and_mpiigaze(tmp_path):
                                 "lighting": 0.05, "lighting_rate": 10.0,
                                 "highlights": 0.0, "highlight_shift": 2.0,
                                 "glint": 1.0, "glint_shift": 2.0,
-                                "glint_placement": "pupil"}
+                                "glint_placement": "pupil", "padding": "zeros"}
     assert os.path.isdir(tmp_path / "run" / "export" / "refiner" / "5")
 
 
@@ -82,7 +82,7 @@ def test_hand_preset_trains_on_converted_nyu_depth(tmp_path):
                                 "lighting": 0.0, "lighting_rate": 10.0,
                                 "highlights": 0.0, "highlight_shift": 2.0,
                                 "glint": 0.0, "glint_shift": 2.0,
-                                "glint_placement": "features"}
+                                "glint_placement": "features", "padding": "zeros"}
     assert [layer["kernel_size"] for layer in config["discriminator"]["layers"]] == [
         7, 5, 3, 3, 1, 1]
     export_dir = tmp_path / "run" / "export" / "refiner" / "5"
