@@ -14,11 +14,15 @@ example the `refined` split a Table 2 run wrote) and scores it against the folde
 `real_test`: how far a trained refiner's eyes are from the classifier's sweet spot.
 `--crop=N` scores both sets without their outer N pixels on every side: a score that
 drops shows that the classifier reads the images' edges (a refiner's zero padding).
+`--spectrum` (edges in cycles per pixel) adds each set's mean power in those radial
+frequency bands (`losses.radial_bands`, `losses.band_power`): the real set's power, and
+each other set's as a ratio to it (grain too weak: below 1 at high frequencies; too much
+contrast at coarse scales: above 1 at low ones).
 
 Usage:
   python -m experiments.realism_cues [--transforms=blur0.8,blur0.8+noise0.03,...]
   python -m experiments.realism_cues --data_dir=runs/table2/data-1 --split=refined \
-      --transforms=none,noise0.01,noise0.02 [--crop=2]
+      --transforms=none,noise0.01,noise0.02 [--crop=2] [--spectrum=0.02,0.05,0.15,0.3,0.71]
 
 Each transform is `+`-separated steps: `blurS` (Gaussian blur, sigma S pixels), `match`
 (mean and contrast matched to real), `noiseS` (Gaussian noise of sigma S in [-1, 1]
@@ -53,6 +57,9 @@ def define_flags() -> None:
     flags.DEFINE_string("split", "synthetic", "The split of --data_dir to transform.")
     flags.DEFINE_integer("crop", 0, "Pixels cut from every side of both sets before they "
                          "are scored.")
+    flags.DEFINE_list("spectrum", ["0.02", "0.05", "0.15", "0.3", "0.71"],
+                      "Edges of the radial frequency bands (cycles per pixel) whose power "
+                      "is reported; empty for none.")
     flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: "
                         "$SIMGAN_TF_CACHE or ~/.cache/simgan_tf).")
 
@@ -70,6 +77,20 @@ def crop(images: np.ndarray, pixels: int) -> np.ndarray:
         raise app.UsageError(f"--crop={pixels} must be >= 0 and leave pixels of a "
                              f"{images.shape[1]}x{images.shape[2]} image.")
     return images[:, pixels:images.shape[1] - pixels, pixels:images.shape[2] - pixels]
+
+
+def spectrum(images: np.ndarray, edges) -> np.ndarray:
+    """Mean power of `[n, H, W, C]` images in the radial bands between `edges`, `[K]`:
+    `losses.band_power` averaged over images and channels."""
+    from simgan_tf.modeling import losses
+
+    try:
+        bands = losses.radial_bands(images.shape[1], images.shape[2], edges)
+    except ValueError as e:
+        raise app.UsageError(f"--spectrum: {e}") from e
+    power = [losses.band_power(images[i:i + 512], bands).numpy()
+             for i in range(0, len(images), 512)]
+    return np.concatenate(power).mean(axis=(0, 1))
 
 
 def transform(images: np.ndarray, spec: str, real: np.ndarray,
@@ -105,36 +126,50 @@ def transform(images: np.ndarray, spec: str, real: np.ndarray,
 
 
 def score_transforms(data_dir: str | None, split: str, transforms, images: int, seed: int,
-                     crop_pixels: int = 0, cache_dir: str | None = None) -> None:
+                     crop_pixels: int = 0, cache_dir: str | None = None,
+                     spectrum_edges=None) -> None:
     """Prints the table of the module docstring: `transforms` of the first `images`
     images of `split` of `data_dir` (the simulator's data when `None`), scored against
-    as many of its `real_test` images, both without `crop_pixels` at every side."""
+    as many of its `real_test` images, both without `crop_pixels` at every side; with
+    `spectrum_edges`, also the power in those frequency bands."""
     if data_dir is None and split != "synthetic":
         raise app.UsageError("--split needs --data_dir (the simulator's data is scored from "
                              "its synthetic split).")
+    edges = [float(e) for e in spectrum_edges or ()]
     data_dir = data_dir or common.simulator_data(cache_dir)
     real = realism.load_images(data_dir, "real_test", images)
     candidates = realism.load_images(data_dir, split, images)
     real, candidates = crop(real, crop_pixels), crop(candidates, crop_pixels)
     rng = np.random.default_rng(seed)
-    print("| images | mean | contrast | noise | realism accuracy | realism cross-entropy |")
-    print("|---|---|---|---|---|---|")
-    s = statistics(real)
-    print(f"| real_test | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} | - | - |",
-          flush=True)
+    bands = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    real_power = spectrum(real, edges) if edges else None
+    if edges:
+        print("(power: mean power in each band of cycles per pixel; real_test's in [-1, 1] "
+              "units squared, the other rows' as a ratio to real_test's)")
+    header = ["images", "mean", "contrast", "noise"] + [f"power {b}" for b in bands]
+    print("| " + " | ".join(header + ["realism accuracy", "realism cross-entropy"]) + " |")
+    print("|---" * (len(header) + 2) + "|")
+
+    def cells(name, images, power_cells):
+        s = statistics(images)
+        return (f"| {name} | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} | "
+                + "".join(f"{c} | " for c in power_cells))
+
+    print(cells("real_test", real, [f"{p:.2e}" for p in real_power] if edges else [])
+          + "- | - |", flush=True)
     for spec in transforms:
         candidate = transform(candidates, spec, real, rng)
-        s = statistics(candidate)
+        ratios = [f"{r:.2f}" for r in spectrum(candidate, edges) / real_power] if edges else []
         score = realism.realism_score(real, candidate)
-        print(f"| {split}, {spec} | {s['mean']:.3f} | {s['contrast']:.3f} | {s['noise']:.3f} "
-              f"| {score['accuracy'] * 100:.1f}% | {score['cross_entropy']:.3f} |", flush=True)
+        print(cells(f"{split}, {spec}", candidate, ratios)
+              + f"{score['accuracy'] * 100:.1f}% | {score['cross_entropy']:.3f} |", flush=True)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     score_transforms(FLAGS.data_dir, FLAGS.split, FLAGS.transforms, FLAGS.images, FLAGS.seed,
-                     FLAGS.crop, FLAGS.cache_dir)
+                     FLAGS.crop, FLAGS.cache_dir, FLAGS.spectrum)
 
 
 if __name__ == "__main__":

@@ -93,3 +93,39 @@ def test_cropped_sets_are_scored_without_their_edges(tmp_path, capsys):
                if line.startswith("| refined")][0]
         accuracy.append(float(row.split(" | ")[4].rstrip("%")))
     assert accuracy[0] >= 90.0 and accuracy[1] <= 75.0
+
+
+def test_spectrum_reports_real_power_and_the_ratio_of_each_set(tmp_path, capsys):
+    """With band edges: real_test's power per band, and each set's ratio to it: about 1
+    for a copy of the real images, far above 1 at high frequencies with white noise."""
+    from conftest import write_split
+
+    rng = np.random.default_rng(2)
+    real = rng.integers(60, 200, (64, 12, 16, 1)).astype(np.uint8)
+    write_split(str(tmp_path), "real_test", real, "real")
+    write_split(str(tmp_path), "refined", real.copy(), "synthetic")
+    realism_cues.score_transforms(str(tmp_path), "refined", ["none", "noise0.5"], 64, 0,
+                                  spectrum_edges=["0", "0.25", "0.71"])
+    out = capsys.readouterr().out.splitlines()
+    header = [line for line in out if line.startswith("| images")][0]
+    assert "| power 0-0.25 | power 0.25-0.71 |" in header
+    real_row = [line for line in out if line.startswith("| real_test")][0].split(" | ")
+    images = real.astype(np.float32) / 127.5 - 1
+    expected = realism_cues.spectrum(images, [0, 0.25, 0.71])
+    np.testing.assert_allclose([float(real_row[4]), float(real_row[5])], expected, rtol=0.01)
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in out
+            if line.startswith("| refined")}
+    assert [float(r) for r in rows["| refined, none"][4:6]] == [1.0, 1.0]
+    assert float(rows["| refined, noise0.5"][5]) > 2.0
+    assert float(rows["| refined, noise0.5"][6].rstrip("%")) >= 90.0
+
+
+def test_spectrum_with_an_empty_band_is_a_usage_error(tmp_path):
+    from conftest import write_split
+
+    real = np.full((8, 12, 16, 1), 100, np.uint8)
+    write_split(str(tmp_path), "real_test", real, "real")
+    write_split(str(tmp_path), "refined", real, "synthetic")
+    with pytest.raises(app.UsageError, match="--spectrum: .*no frequency"):
+        realism_cues.score_transforms(str(tmp_path), "refined", ["none"], 8, 0,
+                                      spectrum_edges=["0.01", "0.02", "0.71"])

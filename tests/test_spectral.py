@@ -42,6 +42,29 @@ def test_bands_refuse_bad_arguments(cutoff, bins, match):
         losses.frequency_bands(8, 8, cutoff, bins)
 
 
+def test_radial_bands_follow_their_edges_and_frequency_bands_are_equal_width_ones():
+    bands = losses.radial_bands(35, 55, [0.02, 0.05, 0.15, 0.3, 0.71])
+    assert bands.shape == (35, 55, 4)
+    np.testing.assert_allclose(bands.sum(axis=(0, 1)), np.ones(4), rtol=1e-5)
+    radius = np.hypot(np.fft.fftfreq(35)[:, None], np.fft.fftfreq(55)[None, :])
+    for k, (lo, hi) in enumerate([(0.02, 0.05), (0.05, 0.15), (0.15, 0.3), (0.3, 0.71)]):
+        np.testing.assert_array_equal(bands[..., k] > 0, (radius >= lo) & (radius < hi))
+    # The last band includes its upper edge: here the corner frequency sqrt(0.5).
+    corner = losses.radial_bands(8, 8, [0.7, np.sqrt(0.5)])
+    assert corner[4, 4, 0] > 0 and np.count_nonzero(corner) == 1
+    np.testing.assert_array_equal(
+        losses.frequency_bands(35, 55, 0.15, 8),
+        losses.radial_bands(35, 55, np.linspace(0.15, np.sqrt(0.5), 9)))
+
+
+@pytest.mark.parametrize("edges, match", [
+    ([0.1], "at least 2"), ([0.3, 0.2], "increasing"), ([-0.1, 0.2], ">= 0"),
+    ([0.1, 0.1, 0.3], "increasing"), ([0.01, 0.02, 0.7], r"\[0.01, 0.02\)")])
+def test_radial_bands_refuse_bad_edges(edges, match):
+    with pytest.raises(ValueError, match=match):
+        losses.radial_bands(8, 8, edges)
+
+
 def test_band_power_is_the_periodogram_averaged_over_each_band():
     rng = np.random.default_rng(0)
     images = rng.normal(size=(3, 9, 12, 2)).astype(np.float32)

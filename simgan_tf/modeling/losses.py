@@ -208,14 +208,39 @@ def r1_penalty(discriminator: Callable[[tf.Tensor], tf.Tensor], real: tf.Tensor,
     return 0.5 * weight * tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3])
 
 
-def frequency_bands(height: int, width: int, cutoff: float, bins: int) -> np.ndarray:
-    """Radial frequency bands of an `height x width` image's 2D DFT, `[H, W, bins]`.
+def radial_bands(height: int, width: int, edges) -> np.ndarray:
+    """Radial frequency bands of an `height x width` image's 2D DFT, `[H, W, K]`.
 
     The radial frequency of DFT bin (k, l) is `sqrt(fy^2 + fx^2)` in cycles per pixel
-    (`np.fft.fftfreq`; at most `sqrt(0.5)`). The range from `cutoff` to `sqrt(0.5)` is
-    split into `bins` bands of equal width; band k's plane is `1 / count_k` on its
-    frequencies and 0 elsewhere, so `sum_{h, w}(power * plane_k)` is the mean power over
-    the band.
+    (`np.fft.fftfreq`; at most `sqrt(0.5)`). Band k holds the frequencies in
+    `[edges[k], edges[k + 1])`, the last band also its upper edge; its plane is
+    `1 / count_k` on its frequencies and 0 elsewhere, so `sum_{h, w}(power * plane_k)`
+    is the mean power over the band.
+
+    Raises:
+      ValueError: if `edges` has fewer than 2 values, is not increasing, starts below 0,
+        or a band holds no frequency (too narrow a band for a small image).
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    if edges.ndim != 1 or len(edges) < 2 or edges[0] < 0 or np.any(np.diff(edges) <= 0):
+        raise ValueError("Expected at least 2 increasing band edges >= 0, in cycles per "
+                         f"pixel. Received: {edges.tolist()}")
+    radius = np.hypot(np.fft.fftfreq(height)[:, None], np.fft.fftfreq(width)[None, :])
+    upper = edges[1:].copy()
+    upper[-1] += 1e-9  # the last band includes its upper edge
+    planes = np.stack([(radius >= lo) & (radius < hi) for lo, hi in zip(edges[:-1], upper)],
+                      axis=-1).astype(np.float64)
+    counts = planes.sum(axis=(0, 1))
+    if np.any(counts == 0):
+        empty = [f"[{edges[k]:g}, {edges[k + 1]:g})" for k in np.flatnonzero(counts == 0)]
+        raise ValueError(f"A {height}x{width} image has no frequency in the band(s) "
+                         f"{', '.join(empty)} (cycles per pixel): use fewer or wider bands.")
+    return (planes / counts).astype(np.float32)
+
+
+def frequency_bands(height: int, width: int, cutoff: float, bins: int) -> np.ndarray:
+    """`radial_bands` of `bins` bands of equal width from `cutoff` to `sqrt(0.5)` cycles
+    per pixel (the corner frequency, the highest an image has), `[H, W, bins]`.
 
     Raises:
       ValueError: if `cutoff` is outside [0, 0.5), `bins < 1`, or a band holds no
@@ -224,17 +249,7 @@ def frequency_bands(height: int, width: int, cutoff: float, bins: int) -> np.nda
     if not 0.0 <= cutoff < 0.5 or int(bins) != bins or bins < 1:
         raise ValueError("Expected cutoff in [0, 0.5) and an integer bins >= 1. Received: "
                          f"cutoff={cutoff}, bins={bins}")
-    radius = np.hypot(np.fft.fftfreq(height)[:, None], np.fft.fftfreq(width)[None, :])
-    edges = np.linspace(cutoff, np.sqrt(0.5), int(bins) + 1)
-    edges[-1] += 1e-9  # the corner frequency (0.5, 0.5) belongs to the last band
-    planes = np.stack([(radius >= lo) & (radius < hi)
-                       for lo, hi in zip(edges[:-1], edges[1:])], axis=-1).astype(np.float64)
-    counts = planes.sum(axis=(0, 1))
-    if np.any(counts == 0):
-        raise ValueError(f"A {height}x{width} image has no frequency in "
-                         f"{int(np.sum(counts == 0))} of {bins} bands from cutoff {cutoff}: "
-                         "use fewer bands or a lower cutoff.")
-    return (planes / counts).astype(np.float32)
+    return radial_bands(height, width, np.linspace(cutoff, np.sqrt(0.5), int(bins) + 1))
 
 
 def band_power(images: tf.Tensor, bands: np.ndarray | tf.Tensor) -> tf.Tensor:
@@ -246,7 +261,7 @@ def band_power(images: tf.Tensor, bands: np.ndarray | tf.Tensor) -> tf.Tensor:
 
     Args:
       images: `[b, H, W, C]` (any float dtype; computed in float32).
-      bands: `[H, W, K]` from `frequency_bands`.
+      bands: `[H, W, K]` from `frequency_bands` or `radial_bands`.
 
     Returns:
       `[b, C, K]` float32.
