@@ -169,9 +169,12 @@ def test_skip_bad_records_counts_and_reports_them(folder, tmp_path, caplog):
     model_dir = str(tmp_path / "run")
     result = train_lib.train(config, model_dir, verbose=0)
     assert result.step == 9
-    # 1 truncated record + 2 bad records per pass over the synthetic split (72 images
-    # read of 62 good ones: the bad ones were seen once or twice).
-    assert 3 <= result.skipped_records <= 5, result.skipped_records
+    # 1 truncated record + 2 bad records per pass over the synthetic split: 72 images
+    # taken of 62 good ones, so the first pass's 2 are always counted. The count is read
+    # at each step's end and includes what the input pipeline has read ahead, which its
+    # autotuned prefetch buffers deepen under load: the second pass's pair (seen: 4 and 5)
+    # and at most the third pass's pair (seen once: 6) can be counted by the last step.
+    assert 3 <= result.skipped_records <= 7, result.skipped_records
     assert f"Skipping 1 unreadable record(s) of {truncated}" in caplog.text
     assert "bad input record(s) so far" in caplog.text
     tags = event_tags(os.path.join(model_dir, "logs"))
