@@ -135,7 +135,11 @@ def score_transforms(data_dir: str | None, split: str, transforms, images: int, 
     if data_dir is None and split != "synthetic":
         raise app.UsageError("--split needs --data_dir (the simulator's data is scored from "
                              "its synthetic split).")
-    edges = [float(e) for e in spectrum_edges or ()]
+    try:
+        edges = [float(e) for e in spectrum_edges or ()]
+    except ValueError:
+        raise app.UsageError(f"--spectrum must be numbers (band edges in cycles per pixel). "
+                             f"Received: {','.join(map(str, spectrum_edges))}") from None
     data_dir = data_dir or common.simulator_data(cache_dir)
     real = realism.load_images(data_dir, "real_test", images)
     candidates = realism.load_images(data_dir, split, images)

@@ -129,3 +129,9 @@ def test_spectrum_with_an_empty_band_is_a_usage_error(tmp_path):
     with pytest.raises(app.UsageError, match="--spectrum: .*no frequency"):
         realism_cues.score_transforms(str(tmp_path), "refined", ["none"], 8, 0,
                                       spectrum_edges=["0.01", "0.02", "0.71"])
+
+
+def test_spectrum_edges_that_are_not_numbers_are_named_in_the_error():
+    with pytest.raises(app.UsageError, match="--spectrum must be numbers.*0.1,low"):
+        realism_cues.score_transforms(None, "synthetic", ["none"], 8, 0,
+                                      spectrum_edges=["0.1", "low"])
