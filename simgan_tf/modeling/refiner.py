@@ -64,6 +64,7 @@ import numpy as np
 import tensorflow as tf
 
 from simgan_tf import config as config_lib
+from simgan_tf.modeling.contraction import contract_last
 
 
 PADDINGS = config_lib.PADDINGS
@@ -276,7 +277,7 @@ class OutputGrain(keras.layers.Layer):
     def grain_std(self, features):
         """`s(h)`: the grain's standard deviation before the filter, `[b, H, W, C]`."""
         return tf.nn.softplus(self.rate * (
-            tf.einsum("bhwf,fc->bhwc", features, self.scale_kernel) + self.scale_bias))
+            contract_last(features, self.scale_kernel) + self.scale_bias))
 
     def call(self, inputs):
         pre, features = inputs
@@ -508,7 +509,7 @@ class OutputHighlights(keras.layers.Layer):
     def highlight_map(self, features):
         """`m(h)`: the unshifted highlight map, `[b, H, W, C]`."""
         return tf.nn.softplus(self.rate * (
-            tf.einsum("bhwf,fc->bhwc", features, self.map_kernel) + self.map_bias))
+            contract_last(features, self.map_kernel) + self.map_bias))
 
     def call(self, inputs):
         refined, clean, features = inputs
@@ -619,14 +620,15 @@ class OutputGlint(keras.layers.Layer):
     def location(self, features, images=None):
         """The predicted centre `(row, column)` of each image's spot, `[b]` each (before
         the random offset); `images` (the refiner's input) for `placement="pupil"`."""
-        logits = self.rate * tf.einsum("bhwf,f->bhw", features, self.location_kernel)
+        logits = self.rate * contract_last(features, self.location_kernel[:, None])[..., 0]
         if self.placement == "pupil":
             logits -= self.temperature * tf.reduce_mean(tf.cast(images, logits.dtype), -1)
         shape = tf.shape(logits)
         weights = tf.reshape(tf.nn.softmax(tf.reshape(logits, [shape[0], -1])), shape)
         rows = tf.cast(tf.range(shape[1]), weights.dtype)
         cols = tf.cast(tf.range(shape[2]), weights.dtype)
-        row, col = tf.einsum("bhw,h->b", weights, rows), tf.einsum("bhw,w->b", weights, cols)
+        row = tf.reduce_sum(weights * rows[:, None], axis=[1, 2])
+        col = tf.reduce_sum(weights * cols, axis=[1, 2])
         if self.placement == "pupil":
             ratio = self.rate * self.pupil_ratio_weight
             centre_row = tf.cast(shape[1] - 1, row.dtype) / 2.0
