@@ -118,6 +118,17 @@ def latest_step(model_dir: str) -> int:
     return max(steps, default=0)
 
 
+def _exit_status(code: int) -> str:
+    """`exited with 1`, or `died of SIGSEGV (signal 11)` for a process a signal ended."""
+    if code >= 0:
+        return f"exited with {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = "an unknown signal"
+    return f"died of {name} (signal {-code})"
+
+
 def _env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -126,7 +137,7 @@ def run_to_end(cmd: list[str], log_path: str) -> None:
     with open(log_path, "a") as log:
         code = subprocess.call(cmd, stdout=log, stderr=log, cwd=ROOT, env=_env())
     if code:
-        raise RuntimeError(f"{' '.join(cmd)} exited with {code}; see {log_path}")
+        raise RuntimeError(f"{' '.join(cmd)} {_exit_status(code)}; see {log_path}")
 
 
 def kill_targets(rng: random.Random, total: int, every: int, kills: int) -> list[int]:
@@ -157,7 +168,8 @@ def kill_once(cmd: list[str], model_dir: str, log_path: str, target: int, delay:
         time.sleep(0.02)
     if process.poll() is not None:
         if process.returncode:
-            raise RuntimeError(f"the run failed with {process.returncode}; see {log_path}")
+            raise RuntimeError(f"the run {_exit_status(process.returncode)} before its "
+                               f"kill; see {log_path}")
         return None
     process.send_signal(signal.SIGKILL)
     process.wait()

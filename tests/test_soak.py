@@ -14,3 +14,10 @@ def test_short_soak_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert result.takeovers == 2 and len(result.resumed_from) == 2, result
     assert all(0 < r <= k for r, k in zip(result.resumed_from, result.killed_at)), result
     assert result.tensors > 10 and result.different == [], result.different
+
+
+def test_a_process_ended_by_a_signal_is_named_as_such():
+    # A native crash of train.py (SIGSEGV, SIGABRT) reads differently from an exit status.
+    assert soak._exit_status(-11) == "died of SIGSEGV (signal 11)"
+    assert soak._exit_status(-6) == "died of SIGABRT (signal 6)"
+    assert soak._exit_status(1) == "exited with 1"
