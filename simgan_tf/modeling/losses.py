@@ -274,13 +274,9 @@ def band_power(images: tf.Tensor, bands: np.ndarray | tf.Tensor) -> tf.Tensor:
     spectrum = tf.signal.fft2d(tf.complex(x, tf.zeros_like(x)))
     size = tf.cast(tf.shape(x)[2] * tf.shape(x)[3], tf.float32)
     power = tf.math.real(spectrum * tf.math.conj(spectrum)) / size
-    height, width = tf.shape(power)[2], tf.shape(power)[3]
     bands = tf.cast(bands, tf.float32)
-    flat_bands = tf.reshape(bands, [height * width, tf.shape(bands)[-1]])
-    flat_bands.set_shape([None, bands.shape[-1]])
     flat_power = tf.reshape(power, tf.concat([tf.shape(power)[:2], [-1]], 0))
-    flat_power.set_shape(power.shape[:2].concatenate([None]))
-    return contract_last(flat_power, flat_bands)
+    return contract_last(flat_power, tf.reshape(bands, [-1, bands.shape[-1]]))
 
 
 def spectral_loss(refined_power: tf.Tensor, real_power: tf.Tensor,
