@@ -134,11 +134,19 @@ def gap_closed(synthetic: float, refined: float, oracle: float) -> float:
     return (synthetic - refined) / (synthetic - oracle)
 
 
+def _realism_cell(realism: dict) -> str:
+    """The realism accuracy in percent; with several classifiers, their mean +- sd."""
+    text = f"{realism.get('accuracy', float('nan')) * 100:.1f}%"
+    if len(realism.get("accuracies", ())) > 1:
+        text += f" ± {realism['accuracy_sd'] * 100:.1f}"
+    return text
+
+
 def _row(task: Task, name: str, seed, s: dict, gap: str) -> str:
     realism = s.get("realism", {})
     return (f"| {name} | {seed} | {s['mean']:.2f} | "
             + " | ".join(f"{s['within'][d]:.1f}" for d in task.thresholds)
-            + f" | {realism.get('accuracy', float('nan')) * 100:.1f}% | "
+            + f" | {_realism_cell(realism)} | "
             f"{realism.get('cross_entropy', float('nan')):.3f} | {gap} |")
 
 

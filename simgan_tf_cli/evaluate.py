@@ -41,6 +41,9 @@ flags.DEFINE_float("learning_rate", None, "Adam learning rate of the estimator."
 flags.DEFINE_integer("steps", None, "Training steps of each estimator.")
 flags.DEFINE_integer("seed", None, "Seed of initialization and data order.")
 flags.DEFINE_integer("realism_steps", None, "Training steps of the realism classifier.")
+flags.DEFINE_integer("realism_repeats", None, "Realism classifiers trained per split, with "
+                     "seeds --seed, --seed + 1, ...; the score is their mean (one "
+                     "classifier's accuracy varies by several points with its seed).")
 flags.DEFINE_integer("realism_images", None, "Images of each set for the realism "
                      "classifier (half train it, half test it).")
 flags.DEFINE_string("saved_model", None, "Optional: the exported refiner that made the "
@@ -66,6 +69,7 @@ _ALIASES = {
     "steps": "steps",
     "seed": ("seed", "realism.seed"),
     "realism_steps": "realism.steps",
+    "realism_repeats": "realism.repeats",
     "realism_images": "realism.num_images",
     "mixed_precision": ("mixed_precision", "realism.mixed_precision"),
 }
@@ -146,12 +150,21 @@ def check_flags():
             "against (--realism_split=real_test).")
 
 
+def _realism_text(score: dict | None) -> str:
+    """A split's realism accuracy, with the classifiers' spread when there were several."""
+    if score is None:
+        return "-"
+    text = f"{score['accuracy']:.3f}"
+    if len(score.get("accuracies", ())) > 1:
+        text += f" (sd {score['accuracy_sd']:.3f}, {len(score['accuracies'])} classifiers)"
+    return text
+
+
 def results_table(results: dict) -> str:
     """The results as a table: per split its errors (estimator runs) and realism accuracy."""
     rows = []
     for split, summary in results["splits"].items():
-        realism = summary.get("realism", {}).get("accuracy")
-        realism_text = f"{realism:.3f}" if realism is not None else "-"
+        realism_text = _realism_text(summary.get("realism"))
         if "mean" in summary:
             within = summary["within"]
             rows.append([split, f"{summary['mean']:.2f}", f"{summary['median']:.2f}",

@@ -148,6 +148,27 @@ def test_realism_score_separates_what_differs_and_not_what_does_not():
         realism.realism_score(real[:3], same[:3], config)
 
 
+def test_realism_repeats_average_classifiers_of_consecutive_seeds():
+    rng = np.random.default_rng(2)
+    real = rng.uniform(-1, 1, (96, 12, 12, 1)).astype(np.float32)
+    candidate = np.clip(rng.uniform(-1, 1, (96, 12, 12, 1)) * 0.8 + 0.1, -1, 1)
+    config = realism.RealismConfig(steps=20, batch_size=16, seed=5, repeats=3)
+    score = realism.realism_score(real, candidate, config)
+    singles = [realism.realism_score(real, candidate, dataclasses.replace(
+        config, seed=seed, repeats=1)) for seed in (5, 6, 7)]
+    assert score["accuracies"] == pytest.approx([s["accuracy"] for s in singles], abs=1e-9)
+    assert score["accuracy"] == pytest.approx(np.mean(score["accuracies"]))
+    assert score["accuracy_sd"] == pytest.approx(np.std(score["accuracies"], ddof=1))
+    for key in ("real_accuracy", "candidate_accuracy", "cross_entropy"):
+        assert score[key] == pytest.approx(np.mean([s[key] for s in singles]), rel=1e-4)
+    assert score["test_images"] == 96
+    assert len(set(score["accuracies"])) > 1  # the seeds do give different classifiers
+    assert singles[0]["accuracies"] == [singles[0]["accuracy"]]
+    assert singles[0]["accuracy_sd"] == 0.0
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        realism.realism_score(real, candidate, dataclasses.replace(config, repeats=0))
+
+
 def test_train_classifier_runs_the_configured_steps_with_callbacks_and_seed():
     rng = np.random.default_rng(1)
     images = np.concatenate([rng.uniform(0.5, 1, (64, 10, 10, 1)),

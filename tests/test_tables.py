@@ -46,6 +46,16 @@ def test_without_an_oracle_the_gap_is_not_given():
     assert "oracle" not in text
 
 
+def test_several_realism_classifiers_show_their_mean_and_spread():
+    within = {"5": 70.0, "7": 80.0, "10": 90.0}
+    refined = summary(3.0, within, 0.754)
+    refined["realism"].update(accuracies=[0.70, 0.75, 0.812], accuracy_sd=0.0561)
+    lines = tables.table(tables.GAZE, summary(4.0, within, 1.0), {1: refined}).splitlines()
+    assert lines[3] == "| refined | 1 | 3.00 | 70.0 | 80.0 | 90.0 | 75.4% ± 5.6 | 0.500 | - |"
+    assert lines[2].endswith("| 100.0% | 0.500 | - |")  # one classifier: no spread
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
 def fake_protocol(monkeypatch, tmp_path, seen):
     """Replaces the simulator, training and evaluation of `tables.run` by stand-ins that
     record whether the work folder's lock is held while they run."""

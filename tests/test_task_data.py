@@ -202,11 +202,18 @@ def test_evaluate_py_without_train_splits_reports_realism_alone(tmp_path):
         assert name == split
         assert float(accuracy) == round(results["splits"][split]["realism"]["accuracy"], 3)
     assert "realism classifier: refined vs real_test" in result.stderr  # its progress bar
-    only = subprocess.run(command + ["--candidate_splits=refined", f"--output_dir={out}-r"],
+    only = subprocess.run(command + ["--candidate_splits=refined", f"--output_dir={out}-r",
+                                     "--realism_repeats=2"],
                           capture_output=True, text=True, timeout=600)
     assert only.returncode == 0, only.stderr[-3000:]
-    assert list(json.load(open(os.path.join(f"{out}-r", "results.json")))["splits"]) == [
-        "refined"]
+    results = json.load(open(os.path.join(f"{out}-r", "results.json")))
+    assert list(results["splits"]) == ["refined"] and results["config"]["repeats"] == 2
+    score = results["splits"]["refined"]["realism"]
+    assert len(score["accuracies"]) == 2
+    assert score["accuracy"] == pytest.approx(sum(score["accuracies"]) / 2)
+    assert only.stdout.strip().splitlines()[-1].split() == [
+        "refined", f"{score['accuracy']:.3f}", "(sd", f"{score['accuracy_sd']:.3f},", "2",
+        "classifiers)"]
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -12,6 +12,12 @@ fixed number of steps on balanced batches. Because it is trained the same way fo
 candidate set, the accuracies of several candidates against the same real images are
 comparable: lower is more realistic. Held-out cross-entropy is reported as well, since two
 candidates can both reach 100% accuracy at different margins.
+
+One short-trained classifier's accuracy depends on its seed: on refined eyes of the gaze
+simulator, five seeds of the same classifier on the same images gave accuracies 9 to 17
+points apart (standard deviation about 4 to 6 points). `RealismConfig.repeats` trains that many
+classifiers (seeds `seed`, `seed + 1`, ...) on the same halves and reports their mean, with
+each accuracy and their standard deviation.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ class RealismConfig:
       steps: training steps.
       batch_size: images per step (half real, half candidate).
       learning_rate: Adam step size.
-      seed: initialization and batch order.
+      seed: initialization and batch order (of the first classifier, with `repeats`).
+      repeats: classifiers trained, with seeds `seed`, `seed + 1`, ...; the score is their
+        mean.
       mixed_precision: train in bfloat16 on CPU (float16 with loss scaling on GPU); the
         logit stays float32 (`runtime.precision_policy`).
     """
@@ -45,13 +53,15 @@ class RealismConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
+    repeats: int = 1
     mixed_precision: bool = False
 
     def validate(self) -> "RealismConfig":
-        if self.num_images < 4 or self.steps < 1 or self.batch_size < 2 or self.batch_size % 2:
+        if (self.num_images < 4 or self.steps < 1 or self.batch_size < 2 or self.batch_size % 2
+                or self.repeats < 1):
             raise ValueError(
-                "realism needs num_images >= 4, steps >= 1 and an even batch_size >= 2. "
-                f"Received: {self}")
+                "realism needs num_images >= 4, steps >= 1, an even batch_size >= 2 and "
+                f"repeats >= 1. Received: {self}")
         if self.learning_rate <= 0:
             raise ValueError(f"realism learning_rate must be > 0. Received: {self.learning_rate}")
         return self
@@ -114,18 +124,23 @@ def realism_score(real: np.ndarray, candidate: np.ndarray,
                   config: RealismConfig = RealismConfig(), *,
                   strategy: tf.distribute.Strategy | None = None,
                   callbacks: list | None = None) -> dict:
-    """Trains a fresh classifier on half of each set and tests it on the other half.
+    """Trains fresh classifiers on half of each set and tests them on the other half.
 
     Args:
       real: `[n, H, W, C]` real images in [-1, 1].
       candidate: `[n, H, W, C]` refined or synthetic images in [-1, 1] (same shape).
-      config: training settings (`num_images` is ignored: all given images are used).
+      config: training settings (`num_images` is ignored: all given images are used);
+        `config.repeats` classifiers are trained, with seeds `config.seed`,
+        `config.seed + 1`, ...
       strategy: distribution strategy for training (default: the current one).
-      callbacks: Keras callbacks of the classifier's `fit` (e.g. a progress bar).
+      callbacks: Keras callbacks of each classifier's `fit` (e.g. a progress bar).
 
     Returns:
       `{"accuracy", "real_accuracy", "candidate_accuracy", "cross_entropy",
-      "test_images"}`: held-out figures, accuracy in [0, 1] over a balanced test set.
+      "test_images", "accuracies", "accuracy_sd"}`: held-out figures, accuracy in [0, 1]
+      over a balanced test set, each the mean over the classifiers; `accuracies` holds
+      each classifier's accuracy in seed order, `accuracy_sd` their sample standard
+      deviation (0 for one classifier).
     """
     config.validate()
     real = np.asarray(real, np.float32)
@@ -142,9 +157,24 @@ def realism_score(real: np.ndarray, candidate: np.ndarray,
     test_x = np.concatenate([real[half:n], candidate[half:n]])
     test_y = np.concatenate([np.ones(n - half), np.zeros(n - half)]).astype(np.float32)
 
-    model = train_classifier(train_x, train_y, config, strategy=strategy,
-                             callbacks=callbacks or ())
-    logits = model.predict(test_x, batch_size=256, verbose=0)[:, 0]
+    scores = []
+    for repeat in range(config.repeats):
+        one = dataclasses.replace(config, seed=config.seed + repeat)
+        model = train_classifier(train_x, train_y, one, strategy=strategy,
+                                 callbacks=callbacks or ())
+        logits = model.predict(test_x, batch_size=256, verbose=0)[:, 0]
+        scores.append(_held_out(logits, test_y))
+    accuracies = [score["accuracy"] for score in scores]
+    return {
+        **{key: float(np.mean([score[key] for score in scores])) for key in scores[0]},
+        "test_images": int(len(test_x)),
+        "accuracies": accuracies,
+        "accuracy_sd": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
+    }
+
+
+def _held_out(logits: np.ndarray, test_y: np.ndarray) -> dict:
+    """One classifier's held-out accuracy (overall, per set) and cross-entropy."""
     predicted_real = logits > 0
     correct = predicted_real == (test_y > 0.5)
     probability = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
@@ -156,5 +186,4 @@ def realism_score(real: np.ndarray, candidate: np.ndarray,
         "real_accuracy": float(np.mean(correct[test_y > 0.5])),
         "candidate_accuracy": float(np.mean(correct[test_y < 0.5])),
         "cross_entropy": float(cross_entropy),
-        "test_images": int(len(test_x)),
     }
