@@ -13,11 +13,11 @@ candidate set, the accuracies of several candidates against the same real images
 comparable: lower is more realistic. Held-out cross-entropy is reported as well, since two
 candidates can both reach 100% accuracy at different margins.
 
-One short-trained classifier's accuracy depends on its seed: on refined eyes of the gaze
-simulator, five seeds of the same classifier on the same images gave accuracies 9 to 17
-points apart (standard deviation about 4 to 6 points). `RealismConfig.repeats` trains that many
-classifiers (seeds `seed`, `seed + 1`, ...) on the same halves and reports their mean, with
-each accuracy and their standard deviation.
+One short-trained classifier's accuracy depends on its seed: on the refined eyes of six
+SimGAN runs on the gaze simulator, five seeds of the classifier on the same images gave
+accuracies 3 to 23 points apart (standard deviation 1.3 to 8.5 points).
+`RealismConfig.repeats` trains that many classifiers (seeds `seed`, `seed + 1`, ...) on
+the same halves and reports their mean, with each accuracy and their standard deviation.
 """
 
 from __future__ import annotations
