@@ -28,8 +28,16 @@ Each transform is `+`-separated steps: `blurS` (Gaussian blur, sigma S pixels), 
 (mean and contrast matched to real), `noiseS` (Gaussian noise of sigma S in [-1, 1]
 units), `textureS@C` (multiplicative texture: the image in [0, 1] intensity times
 `1 + S * n`, where `n` is white noise smoothed by a Gaussian of sigma C pixels and
-rescaled to unit standard deviation, so its grain is about C pixels across); `none` is
-the synthetic eyes as they are.
+rescaled to unit standard deviation, so its grain is about C pixels across),
+`spectrum` (each frequency of each image scaled by one gain per band of `--spectrum`, the
+square root of the real set's mean power over the set's in that band, so the set's power
+in every band becomes the real set's; frequencies outside the bands and each image's
+mean are kept: a fixed filter, the same for every image), `meanimage` (the difference
+between the set's mean image and the real set's subtracted from every image, so the two
+sets' mean images match: a fixed offset per pixel); `none` is the images as they are.
+The `spectrum` and `meanimage` steps are fitted on the whole sets, both halves.
+`--repeats=N` scores each set with N classifiers of seeds 0 to N-1 and reports their
+mean (`realism.RealismConfig.repeats`, as `evaluate.py --realism_repeats`).
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ def define_flags() -> None:
     flags.DEFINE_list("spectrum", ["0.02", "0.05", "0.15", "0.3", "0.71"],
                       "Edges of the radial frequency bands (cycles per pixel) whose power "
                       "is reported; empty for none.")
+    flags.DEFINE_integer("repeats", 1, "Realism classifiers per set (seeds 0 to N-1); "
+                         "the table shows their mean accuracy and cross-entropy.")
     flags.DEFINE_string("cache_dir", None, "Simulator data cache (default: "
                         "$SIMGAN_TF_CACHE or ~/.cache/simgan_tf).")
 
@@ -93,9 +103,30 @@ def spectrum(images: np.ndarray, edges) -> np.ndarray:
     return np.concatenate(power).mean(axis=(0, 1))
 
 
+def match_spectrum(images: np.ndarray, real: np.ndarray, edges) -> np.ndarray:
+    """`images` filtered so that their mean power in each band between `edges` is the
+    real images' (`spectrum`): in each band every DFT coefficient of every image (its mean
+    removed) is scaled by sqrt(real power / power); frequencies outside the bands and the
+    images' means are kept. Not quantized."""
+    from simgan_tf.modeling import losses
+
+    if not edges:
+        raise app.UsageError("The spectrum step needs the bands of --spectrum (band edges "
+                             "in cycles per pixel).")
+    bands = losses.radial_bands(images.shape[1], images.shape[2], edges) > 0  # [H, W, K]
+    gains = np.sqrt(spectrum(real, edges) / spectrum(images, edges))
+    gain = np.ones(images.shape[1:3])
+    for k in range(bands.shape[-1]):
+        gain[bands[..., k]] = gains[k]
+    mean = images.mean(axis=(1, 2), keepdims=True)
+    coefficients = np.fft.fft2(images - mean, axes=(1, 2)) * gain[None, :, :, None]
+    return (np.real(np.fft.ifft2(coefficients, axes=(1, 2))) + mean).astype(np.float32)
+
+
 def transform(images: np.ndarray, spec: str, real: np.ndarray,
-              rng: np.random.Generator) -> np.ndarray:
-    """`images` after the steps of `spec` (see the module docstring), 8-bit quantized."""
+              rng: np.random.Generator, edges=None) -> np.ndarray:
+    """`images` after the steps of `spec` (see the module docstring), 8-bit quantized;
+    `edges`: the band edges of the `spectrum` step (cycles per pixel)."""
     out = images.astype(np.float32)
     for step in spec.split("+"):
         if step == "none":
@@ -120,6 +151,10 @@ def transform(images: np.ndarray, spec: str, real: np.ndarray,
             noise = ndimage.gaussian_filter(noise, sigma=(0, float(cell), float(cell), 0))
             noise /= noise.std(axis=(1, 2, 3), keepdims=True)
             out = (out + 1) * (1 + float(strength) * noise) - 1
+        elif step == "spectrum":
+            out = match_spectrum(out, real, edges)
+        elif step == "meanimage":
+            out = out - (out.mean(axis=0) - real.mean(axis=0))
         else:
             raise app.UsageError(f"Unknown transform step {step!r} in {spec!r}.")
     return np.round((np.clip(out, -1, 1) + 1) * 127.5).astype(np.float32) / 127.5 - 1
@@ -127,11 +162,14 @@ def transform(images: np.ndarray, spec: str, real: np.ndarray,
 
 def score_transforms(data_dir: str | None, split: str, transforms, images: int, seed: int,
                      crop_pixels: int = 0, cache_dir: str | None = None,
-                     spectrum_edges=None) -> None:
+                     spectrum_edges=None, repeats: int = 1) -> None:
     """Prints the table of the module docstring: `transforms` of the first `images`
     images of `split` of `data_dir` (the simulator's data when `None`), scored against
-    as many of its `real_test` images, both without `crop_pixels` at every side; with
-    `spectrum_edges`, also the power in those frequency bands."""
+    as many of its `real_test` images, both without `crop_pixels` at every side, by the
+    mean of `repeats` realism classifiers; with `spectrum_edges`, also the power in
+    those frequency bands."""
+    if repeats < 1:
+        raise app.UsageError(f"--repeats must be >= 1. Received: {repeats}")
     if data_dir is None and split != "synthetic":
         raise app.UsageError("--split needs --data_dir (the simulator's data is scored from "
                              "its synthetic split).")
@@ -150,6 +188,8 @@ def score_transforms(data_dir: str | None, split: str, transforms, images: int, 
     if edges:
         print("(power: mean power in each band of cycles per pixel; real_test's in [-1, 1] "
               "units squared, the other rows' as a ratio to real_test's)")
+    if repeats > 1:
+        print(f"(realism: the mean of {repeats} classifiers, seeds 0 to {repeats - 1})")
     header = ["images", "mean", "contrast", "noise"] + [f"power {b}" for b in bands]
     print("| " + " | ".join(header + ["realism accuracy", "realism cross-entropy"]) + " |")
     print("|---" * (len(header) + 2) + "|")
@@ -162,9 +202,9 @@ def score_transforms(data_dir: str | None, split: str, transforms, images: int, 
     print(cells("real_test", real, [f"{p:.2e}" for p in real_power] if edges else [])
           + "- | - |", flush=True)
     for spec in transforms:
-        candidate = transform(candidates, spec, real, rng)
+        candidate = transform(candidates, spec, real, rng, edges)
         ratios = [f"{r:.2f}" for r in spectrum(candidate, edges) / real_power] if edges else []
-        score = realism.realism_score(real, candidate)
+        score = realism.realism_score(real, candidate, realism.RealismConfig(repeats=repeats))
         print(cells(f"{split}, {spec}", candidate, ratios)
               + f"{score['accuracy'] * 100:.1f}% | {score['cross_entropy']:.3f} |", flush=True)
 
@@ -173,7 +213,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     score_transforms(FLAGS.data_dir, FLAGS.split, FLAGS.transforms, FLAGS.images, FLAGS.seed,
-                     FLAGS.crop, FLAGS.cache_dir, FLAGS.spectrum)
+                     FLAGS.crop, FLAGS.cache_dir, FLAGS.spectrum, FLAGS.repeats)
 
 
 if __name__ == "__main__":

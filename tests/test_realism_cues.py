@@ -135,3 +135,89 @@ def test_spectrum_edges_that_are_not_numbers_are_named_in_the_error():
     with pytest.raises(app.UsageError, match="--spectrum must be numbers.*0.1,low"):
         realism_cues.score_transforms(None, "synthetic", ["none"], 8, 0,
                                       spectrum_edges=["0.1", "low"])
+
+
+def smooth_and_noisy_sets(n=32, h=16, w=24):
+    """A real set of smooth random images and a candidate set of white-noise images:
+    their power spectra differ by orders of magnitude at high frequencies."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    real = ndimage.gaussian_filter(rng.standard_normal((n, h, w, 1)), (0, 2, 2, 0))
+    real = (0.3 * real / real.std()).astype(np.float32)
+    candidate = (0.2 * rng.standard_normal((n, h, w, 1)) + 0.1).astype(np.float32)
+    return real, candidate
+
+
+def test_match_spectrum_gives_the_real_power_in_each_band_and_keeps_the_rest():
+    real, candidate = smooth_and_noisy_sets()
+    edges = [0.05, 0.2, 0.45]
+    out = realism_cues.match_spectrum(candidate, real, edges)
+    before = realism_cues.spectrum(candidate, edges) / realism_cues.spectrum(real, edges)
+    after = realism_cues.spectrum(out, edges) / realism_cues.spectrum(real, edges)
+    assert before[1] > 2  # white noise: too much power at 0.2-0.45
+    np.testing.assert_allclose(after, [1.0, 1.0], rtol=1e-4)
+    # Each image's mean and the power outside the bands (above 0.45) are untouched.
+    np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), candidate.mean(axis=(1, 2, 3)),
+                               atol=1e-6)
+    outside = [0.45, 0.71]
+    np.testing.assert_allclose(realism_cues.spectrum(out, outside),
+                               realism_cues.spectrum(candidate, outside), rtol=1e-4)
+    # A fixed filter: the same gain for every image, so it commutes with adding images.
+    twice = realism_cues.match_spectrum(np.concatenate([candidate, candidate]), real, edges)
+    np.testing.assert_allclose(twice[:len(candidate)], out, atol=1e-5)
+
+
+def test_the_spectrum_step_quantizes_and_needs_the_bands():
+    real, candidate = smooth_and_noisy_sets()
+    out = realism_cues.transform(candidate, "spectrum", real, np.random.default_rng(0),
+                                 [0.05, 0.2, 0.45])
+    np.testing.assert_allclose(out, np.round((out + 1) * 127.5) / 127.5 - 1, atol=1e-6)
+    ratio = realism_cues.spectrum(out, [0.2, 0.45]) / realism_cues.spectrum(real, [0.2, 0.45])
+    assert ratio == pytest.approx([1.0], rel=0.1)  # 8-bit rounding adds a little power
+    with pytest.raises(app.UsageError, match="spectrum step needs the bands of --spectrum"):
+        realism_cues.transform(candidate, "spectrum", real, np.random.default_rng(0), [])
+
+
+def test_the_meanimage_step_gives_the_real_mean_image():
+    real, candidate = smooth_and_noisy_sets()
+    real[:, :4] += 0.3  # a bright band at the top of every real image
+    out = realism_cues.transform(candidate, "meanimage", real, np.random.default_rng(0))
+    assert np.abs(candidate.mean(axis=0) - real.mean(axis=0)).max() > 0.25
+    # Equal up to the 8-bit rounding of each image (at most half a level per pixel).
+    np.testing.assert_allclose(out.mean(axis=0), real.mean(axis=0), atol=0.5 / 127.5 + 1e-6)
+    # Per-image deviations from the set's mean image are kept (up to that rounding).
+    np.testing.assert_allclose(out - out.mean(axis=0), candidate - candidate.mean(axis=0),
+                               atol=1 / 127.5 + 1e-6)
+
+
+def test_repeats_score_each_set_by_the_mean_of_classifiers_of_seeds_0_to_n(
+        tmp_path, capsys, monkeypatch):
+    """`repeats` reaches the realism score as `RealismConfig.repeats` (whose mean over
+    seeds is tested with `realism_score` itself), and the table prints that mean."""
+    from conftest import write_split
+    from simgan_tf.evaluation import realism
+
+    rng = np.random.default_rng(4)
+    real = rng.integers(60, 200, (16, 12, 16, 1)).astype(np.uint8)
+    write_split(str(tmp_path), "real_test", real, "real")
+    write_split(str(tmp_path), "refined", real.copy(), "synthetic")
+    configs = []
+
+    def fake_score(real_images, candidate, config=realism.RealismConfig(), **kwargs):
+        configs.append(config)
+        return {"accuracy": 0.7346, "cross_entropy": 0.5123}
+
+    monkeypatch.setattr(realism, "realism_score", fake_score)
+    realism_cues.score_transforms(str(tmp_path), "refined", ["none", "noise0.1"], 16, 0,
+                                  repeats=3)
+    out = capsys.readouterr().out
+    assert "(realism: the mean of 3 classifiers, seeds 0 to 2)" in out
+    assert [(c.repeats, c.seed) for c in configs] == [(3, 0), (3, 0)]
+    rows = [line for line in out.splitlines() if line.startswith("| refined")]
+    assert all(row.endswith("| 73.5% | 0.512 |") for row in rows) and len(rows) == 2
+    realism_cues.score_transforms(str(tmp_path), "refined", ["none"], 16, 0)
+    assert configs[-1].repeats == 1
+    assert "classifiers, seeds" not in capsys.readouterr().out
+    with pytest.raises(app.UsageError, match="--repeats must be >= 1"):
+        realism_cues.score_transforms(str(tmp_path), "refined", ["none"], 16, 0, repeats=0)
