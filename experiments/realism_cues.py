@@ -113,8 +113,13 @@ def match_spectrum(images: np.ndarray, real: np.ndarray, edges) -> np.ndarray:
     if not edges:
         raise app.UsageError("The spectrum step needs the bands of --spectrum (band edges "
                              "in cycles per pixel).")
+    power = spectrum(images, edges)  # first: names bad edges as a --spectrum error
+    if not np.all(power > 0):
+        empty = [f"{lo:g}-{hi:g}" for lo, hi, p in zip(edges[:-1], edges[1:], power) if p <= 0]
+        raise app.UsageError(f"The spectrum step cannot scale band(s) {', '.join(empty)} "
+                             "cycles per pixel: the images have no power there.")
+    gains = np.sqrt(spectrum(real, edges) / power)
     bands = losses.radial_bands(images.shape[1], images.shape[2], edges) > 0  # [H, W, K]
-    gains = np.sqrt(spectrum(real, edges) / spectrum(images, edges))
     gain = np.ones(images.shape[1:3])
     for k in range(bands.shape[-1]):
         gain[bands[..., k]] = gains[k]

@@ -177,6 +177,10 @@ def test_the_spectrum_step_quantizes_and_needs_the_bands():
     assert ratio == pytest.approx([1.0], rel=0.1)  # 8-bit rounding adds a little power
     with pytest.raises(app.UsageError, match="spectrum step needs the bands of --spectrum"):
         realism_cues.transform(candidate, "spectrum", real, np.random.default_rng(0), [])
+    flat = np.zeros_like(candidate)  # no power in any band: no gain can match it
+    with pytest.raises(app.UsageError, match="band\\(s\\) 0.05-0.2, 0.2-0.45 .*no power"):
+        realism_cues.transform(flat, "spectrum", real, np.random.default_rng(0),
+                               [0.05, 0.2, 0.45])
 
 
 def test_the_meanimage_step_gives_the_real_mean_image():
